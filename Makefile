@@ -1,0 +1,36 @@
+# Set-up and entry points. `make demo` and `make test` do everything on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+DEMO   ?= demo
+# CPU build of PyTorch first, so no requirement can pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test bids-validator clean-demo
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[demo,test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+.tools/node_modules/.bin/bids-validator:
+	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix .tools bids-validator@1.15.0; \
+	else echo "npm not found: bids-validator tests will be skipped"; fi
+
+bids-validator: .tools/node_modules/.bin/bids-validator
+
+demo: install
+	$(VENV)/bin/cor2vox-demo-data $(DEMO)/data --participants 2 --no-site2
+	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
+	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out group
+	@echo "Reports: $$(ls $(DEMO)/out/sub-*.html | tr '\n' ' ') and $(DEMO)/out/group_desc-qc_report.html"
+
+test: install bids-validator
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(PY) -m pytest -q -m "not docker and not slurm" tests
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,171 @@
+"""``cor2vox-bids BIDS_DIR OUTPUT_DIR {participant,group}``: the BIDS App entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..errors import (Cor2VoxError, ExitCode, MissingInputError, OutputError, ParticipantError)
+from ..settings import Settings
+from .parser import build_parser, parse_settings
+
+PROG = "cor2vox-bids"
+DESCRIPTION = (
+    "cor2vox-bids: synthesize anatomically faithful T1-weighted MRI from a participant's cortical surfaces "
+    "(Cor2Vox: white/pial signed distance fields -> 3D Brownian-bridge diffusion), with QC of cortical "
+    "thickness per Desikan-Killiany region.\n\nExit codes: "
+    + ", ".join(f"{int(c)} {c.name.lower()}" for c in ExitCode)
+)
+LOGGER = logging.getLogger("cor2vox_bids")
+
+
+def get_parser():
+    """The generated parser (used by docs and tests)."""
+    return build_parser(Settings, PROG, DESCRIPTION)
+
+
+def setup_logging(verbose: int) -> None:
+    level = {0: logging.INFO, 1: logging.INFO, 2: logging.DEBUG}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%y%m%d-%H:%M:%S"))
+    root = logging.getLogger("cor2vox_bids")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
+
+
+def new_run_id() -> str:
+    """fMRIPrep-style run id: date-time and a UUID."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4()}"
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"cor2vox-bids": __version__, "python": platform.python_version()}
+    for dist in ("torch", "nipype", "pybids", "nibabel", "numpy", "scipy", "safetensors"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_snapshot(settings: Settings, output_dir: Path, run_id: str, extra: dict | None = None) -> Path:
+    """Config snapshot of the run (all settings, versions, run id) in ``OUTPUT_DIR/log/<run-id>/``."""
+    path = output_dir / "log" / run_id / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(), "settings": settings.snapshot(),
+               "versions": versions(), "command": [PROG, *sys.argv[1:]], **(extra or {})}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def prepare_output(settings: Settings) -> None:
+    from ..inputs import check_output_dir
+
+    if not settings.bids_dir.is_dir():
+        raise MissingInputError("the BIDS dataset folder does not exist", settings.bids_dir)
+    check_output_dir(settings.bids_dir, settings.output_dir)
+    try:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.output_dir / f".cor2vox-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot create or write the output directory: {exc.strerror}", settings.output_dir) from None
+
+
+def participant_level(settings: Settings, run_id: str) -> int:
+    """Validate everything, then build and run the graph; returns the exit code."""
+    from ..workflows.base import plan_lines, run_participants, validate_participants
+    from ..workflows.model import check_model_and_device
+
+    model_info = check_model_and_device(settings)
+    work = validate_participants(settings, run_id)
+    write_snapshot(settings, settings.output_dir, run_id, {"model": model_info.summary(),
+                                                          "participants": [p.key for p in work.ready],
+                                                          "failed_before_start": {f.key: f.message for f in work.failed}})
+    if settings.dry_run:
+        for line in plan_lines(settings, work, model_info):
+            print(line)
+        return int(ExitCode.OK)
+    if not work.ready:
+        details = "; ".join(f"{f.key}: {f.message}" for f in work.failed)
+        raise MissingInputError(f"no participant has usable inputs ({details})")
+    failures = run_participants(settings, work, model_info, run_id)
+    failures.update({f.key: f.message for f in work.failed})
+    total = len(work.ready) + len(work.failed)
+    return summarize(failures, total)
+
+
+def summarize(failures: dict[str, str], total: int) -> int:
+    """Log which participants failed and why; 0, 16 (some failed) or 17 (all failed)."""
+    for key, message in sorted(failures.items()):
+        LOGGER.error("%s failed: %s", key, message)
+    if not failures:
+        LOGGER.info("all %d participant(s) finished", total)
+        return int(ExitCode.OK)
+    if len(failures) >= total:
+        LOGGER.error("all %d participant(s) failed", total)
+        return int(ExitCode.ALL_PARTICIPANTS_FAILED)
+    LOGGER.error("%d of %d participant(s) failed; the others finished", len(failures), total)
+    return int(ExitCode.SOME_PARTICIPANTS_FAILED)
+
+
+def group_level(settings: Settings, run_id: str) -> int:
+    from ..workflows.group import run_group
+
+    write_snapshot(settings, settings.output_dir, run_id)
+    run_group(settings)
+    return int(ExitCode.OK)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the BIDS App; returns the exit code (``sys.exit(main())`` in the console script)."""
+    try:
+        settings = parse_settings(Settings, argv, PROG, DESCRIPTION)
+    except Cor2VoxError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    setup_logging(settings.verbose)
+    run_id = new_run_id()
+    try:
+        prepare_output(settings)
+        if settings.analysis_level == "participant":
+            return participant_level(settings, run_id)
+        return group_level(settings, run_id)
+    except ParticipantError as exc:  # should not escape the workflow; treat as a failed run
+        LOGGER.error("%s", exc)
+        return int(ExitCode.ALL_PARTICIPANTS_FAILED)
+    except Cor2VoxError as exc:
+        LOGGER.error("%s", exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        LOGGER.error("interrupted; rerun with the same -w/--work-dir to resume")
+        return 130
+    except Exception as exc:  # unexpected: keep the traceback in a file, not on the screen
+        crash = Path(settings.output_dir) / "log" / run_id / "crash-cor2vox.txt"
+        try:
+            import traceback
+
+            crash.parent.mkdir(parents=True, exist_ok=True)
+            crash.write_text(traceback.format_exc())
+            where = f"; details in {crash}"
+        except OSError:
+            where = ""
+        LOGGER.error("unexpected error: %s%s", exc, where)
+        return int(ExitCode.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The one definition of every cor2vox-bids option.
+
+The argparse parser (and so ``--help``), the run's config snapshot and ``boutiques.json`` are all generated
+from :class:`Settings`. To add an option, add a field here: nothing else needs editing.
+
+Per-field CLI metadata lives in ``json_schema_extra``:
+
+``flags``      the option strings (``["-w", "--work-dir"]``); absent for positionals
+``positional`` True for BIDS_DIR, OUTPUT_DIR, analysis_level
+``group``      the help section
+``metavar``    shown in ``--help``
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _meta(group: str, flags: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"group": group, **extra}
+    if flags is not None:
+        out["flags"] = flags
+    return out
+
+
+def _strip_prefix(values: list[str] | None, prefix: str) -> list[str] | None:
+    """Accept ``01`` and ``sub-01`` (or ``ses-``) forms; return bare labels, order kept, duplicates dropped."""
+    if values is None:
+        return None
+    out: list[str] = []
+    for raw in values:
+        for value in str(raw).replace(",", " ").split():
+            label = value[len(prefix):] if value.startswith(prefix) else value
+            if not _LABEL.match(label):
+                raise ValueError(f"{value!r} is not a valid BIDS label (letters and digits only)")
+            if label not in out:
+                out.append(label)
+    return out
+
+
+class Settings(BaseModel):
+    """Every option of ``cor2vox-bids``; the CLI is generated from these fields."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- positionals ---------------------------------------------------------------------------------------
+    bids_dir: Path = Field(
+        description="The root folder of a BIDS-valid dataset (sub-XXXXX folders at the top level).",
+        json_schema_extra=_meta("positional", positional=True, metavar="BIDS_DIR"),
+    )
+    output_dir: Path = Field(
+        description="The folder where derivatives are written; must not be inside BIDS_DIR.",
+        json_schema_extra=_meta("positional", positional=True, metavar="OUTPUT_DIR"),
+    )
+    analysis_level: Literal["participant", "group"] = Field(
+        description="Processing stage: 'participant' synthesizes images per participant; 'group' collects "
+        "the QC of all participants.",
+        json_schema_extra=_meta("positional", positional=True),
+    )
+
+    # -- BIDS selection --------------------------------------------------------------------------------------
+    participant_label: list[str] | None = Field(
+        default=None,
+        description="Space-separated participant labels to process ('01' or 'sub-01'); default: all.",
+        json_schema_extra=_meta("Options for filtering BIDS queries", ["--participant-label"],
+                                metavar="LABEL"),
+    )
+    session_label: list[str] | None = Field(
+        default=None,
+        description="Space-separated session labels to process ('A' or 'ses-A'); default: all.",
+        json_schema_extra=_meta("Options for filtering BIDS queries", ["--session-label"], metavar="LABEL"),
+    )
+    bids_filter_file: Path | None = Field(
+        default=None,
+        description="A JSON file of pybids filters for the T1w query, e.g. {\"t1w\": {\"acquisition\": "
+        "\"mprage\"}}.",
+        json_schema_extra=_meta("Options for filtering BIDS queries", ["--bids-filter-file"], metavar="FILE"),
+    )
+    skip_bids_validation: bool = Field(
+        default=False,
+        description="Assume the input dataset is BIDS compliant and skip the validation.",
+        json_schema_extra=_meta("Options for filtering BIDS queries", ["--skip-bids-validation"]),
+    )
+
+    # -- surfaces ------------------------------------------------------------------------------------------
+    fs_subjects_dir: Path | None = Field(
+        default=None,
+        description="FreeSurfer SUBJECTS_DIR holding sub-<label> folders (surf/, mri/, label/). Default: "
+        "BIDS_DIR/derivatives/freesurfer when it exists.",
+        json_schema_extra=_meta("Surfaces", ["--fs-subjects-dir"], metavar="PATH"),
+    )
+    derivatives: list[str] | None = Field(
+        default=None,
+        description="Precomputed derivatives as NAME=PATH, e.g. smriprep=/data/derivatives/smriprep "
+        "(sMRIPrep GIFTI surfaces, already in scanner RAS).",
+        json_schema_extra=_meta("Surfaces", ["--derivatives"], metavar="NAME=PATH"),
+    )
+
+    # -- synthesis -----------------------------------------------------------------------------------------
+    model: Path | None = Field(
+        default=None,
+        description="A model folder (model.safetensors + config.json) or its .safetensors file. Default: the "
+        "small DEMO model shipped with the package (not the paper model).",
+        json_schema_extra=_meta("Synthesis", ["--model"], metavar="PATH"),
+    )
+    num_samples: int = Field(
+        default=1, ge=1, le=1000,
+        description="Number of synthetic images per participant (one per seed: random-seed, random-seed+1, ...).",
+        json_schema_extra=_meta("Synthesis", ["--num-samples"]),
+    )
+    random_seed: int = Field(
+        default=0, ge=0, le=2**31 - 1,
+        description="Seed of the first sample; sample i uses random-seed + i.",
+        json_schema_extra=_meta("Synthesis", ["--random-seed"]),
+    )
+    steps: int = Field(
+        default=10, ge=1, le=1000,
+        description="Number of Brownian-bridge sampling steps.",
+        json_schema_extra=_meta("Synthesis", ["--steps"]),
+    )
+    eta: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Stochasticity of the sampler: 0 deterministic, 1 full bridge posterior.",
+        json_schema_extra=_meta("Synthesis", ["--eta"]),
+    )
+    device: str = Field(
+        default="auto", pattern=DEVICE_PATTERN,
+        description="Where to run the network: auto (CUDA when present), cpu, cuda or cuda:N.",
+        json_schema_extra=_meta("Synthesis", ["--device"], metavar="{auto,cpu,cuda,cuda:N}"),
+    )
+    save_conditioning: bool = Field(
+        default=False,
+        description="Also write the conditioning maps (pial/white/cortex SDF, ribbon, edge map) as derivatives.",
+        json_schema_extra=_meta("Synthesis", ["--save-conditioning"]),
+    )
+
+    # -- performance / execution ---------------------------------------------------------------------------
+    nprocs: int | None = Field(
+        default=None, ge=1,
+        description="Maximum number of processes in parallel (default: all CPUs).",
+        json_schema_extra=_meta("Options to handle performance", ["--nprocs", "--nthreads"]),
+    )
+    omp_nthreads: int | None = Field(
+        default=None, ge=1,
+        description="Maximum number of threads per process (default: nprocs).",
+        json_schema_extra=_meta("Options to handle performance", ["--omp-nthreads"]),
+    )
+    mem: float | None = Field(
+        default=None, gt=0,
+        description="Upper bound of memory use in GB.",
+        json_schema_extra=_meta("Options to handle performance", ["--mem", "--mem-gb"], metavar="GB"),
+    )
+    use_plugin: Path | None = Field(
+        default=None,
+        description="A Nipype plugin YAML file (plugin: SLURM, plugin_args: {...}) to run the graph with.",
+        json_schema_extra=_meta("Options to handle performance", ["--use-plugin"], metavar="FILE"),
+    )
+    work_dir: Path | None = Field(
+        default=None,
+        description="Working directory for intermediate results; reuse it to resume an interrupted run "
+        "(default: a new folder in the system temporary directory).",
+        json_schema_extra=_meta("Other options", ["-w", "--work-dir"], metavar="WORK_DIR"),
+    )
+    clean_workdir: bool = Field(
+        default=False,
+        description="Delete the working directory's cor2vox content before starting (no resume).",
+        json_schema_extra=_meta("Other options", ["--clean-workdir"]),
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Validate inputs and print what would run for each participant, then stop.",
+        json_schema_extra=_meta("Other options", ["--dry-run"]),
+    )
+    verbose: int = Field(
+        default=0, ge=0, le=3,
+        description="Increase log verbosity (-v, -vv, -vvv).",
+        json_schema_extra=_meta("Other options", ["-v", "--verbose"], action="count"),
+    )
+
+    @field_validator("participant_label", mode="before")
+    @classmethod
+    def _participants(cls, v: Any) -> Any:
+        return _strip_prefix(v, "sub-")
+
+    @field_validator("session_label", mode="before")
+    @classmethod
+    def _sessions(cls, v: Any) -> Any:
+        return _strip_prefix(v, "ses-")
+
+    @field_validator("derivatives")
+    @classmethod
+    def _derivatives(cls, v: list[str] | None) -> list[str] | None:
+        for item in v or []:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"{item!r} must be NAME=PATH")
+        return v
+
+    @model_validator(mode="after")
+    def _threads(self) -> "Settings":
+        if self.omp_nthreads is not None and self.nprocs is not None and self.omp_nthreads > self.nprocs:
+            raise ValueError(f"--omp-nthreads ({self.omp_nthreads}) cannot exceed --nprocs ({self.nprocs})")
+        return self
+
+    def derivatives_map(self) -> dict[str, Path]:
+        """``--derivatives`` as {name: path}."""
+        return {item.split("=", 1)[0]: Path(item.split("=", 1)[1]) for item in self.derivatives or []}
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready dict of every setting (paths as strings)."""
+        return self.model_dump(mode="json")

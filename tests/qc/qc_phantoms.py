@@ -1,0 +1,111 @@
+"""Phantoms with known answers for the QC tests: icospheres and nested-sphere 'brains'."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+# tissue intensities of the phantom (T1w-like ordering WM > GM > CSF)
+WM, GM, CSF = 110.0, 70.0, 20.0
+
+
+def icosphere(subdivisions: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Unit icosphere with outward (counter-clockwise) faces; 5 subdivisions → 10,242 vertices (fsaverage5)."""
+    t = (1.0 + 5.0**0.5) / 2.0
+    v = np.array(
+        [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
+         [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]],
+        dtype=np.float64,
+    )
+    f = np.array(
+        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+         [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+         [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]],
+        dtype=np.int64,
+    )
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    for _ in range(subdivisions):
+        edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        edges.sort(axis=1)
+        uniq, inverse = np.unique(edges, axis=0, return_inverse=True)
+        mids = v[uniq[:, 0]] + v[uniq[:, 1]]
+        mids /= np.linalg.norm(mids, axis=1, keepdims=True)
+        m = inverse.reshape(3, -1) + len(v)  # midpoints of edges (01, 12, 20) per face
+        a, b, c = f[:, 0], f[:, 1], f[:, 2]
+        m01, m12, m20 = m
+        f = np.concatenate(
+            [np.stack(x, axis=1) for x in ((a, m01, m20), (b, m12, m01), (c, m20, m12), (m01, m12, m20))]
+        )
+        v = np.concatenate([v, mids])
+    return v, f
+
+
+def grid_affine(spacing: float, origin: tuple[float, float, float]) -> NDArray[np.float64]:
+    """RAS-aligned voxel→world affine with isotropic ``spacing`` and voxel (0,0,0) at ``origin``."""
+    aff = np.diag([spacing, spacing, spacing, 1.0])
+    aff[:3, 3] = origin
+    return aff
+
+
+def voxel_world(shape: tuple[int, int, int], affine: NDArray[np.float64]) -> NDArray[np.float64]:
+    """World coordinates (shape + (3,)) of every voxel centre."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(np.float64)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _inside_fraction(radius_field: NDArray, r: NDArray | float, spacing: float) -> NDArray:
+    """Partial-volume fraction of a voxel inside radius ``r`` (linear ramp over one voxel)."""
+    return np.clip((r - radius_field) / spacing + 0.5, 0.0, 1.0)
+
+
+def sphere_phantom(
+    *,
+    shape: tuple[int, int, int] = (64, 64, 64),
+    spacing: float = 1.0,
+    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    r_white: float = 20.0,
+    r_pial: float = 22.5,
+    r_head: float | None = None,
+    cap_thinning_mm: float = 0.0,
+    cap_half_angle_deg: float = 35.0,
+    blur_sigma_vox: float = 1.0,
+    noise_sd: float = WM / 20.0,
+    seed: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Nested-sphere T1w phantom: WM ball, GM shell, CSF outside (0 beyond ``r_head`` if given).
+
+    Partial volume by a one-voxel linear ramp, Gaussian blur σ = ``blur_sigma_vox`` voxels, additive Gaussian
+    noise sd ``noise_sd`` (default SNR = WM/sd = 20). In a cap of half-angle ``cap_half_angle_deg`` around +z the
+    pial radius is reduced by ``cap_thinning_mm`` (the image only; surfaces are built separately).
+    Returns (image, affine, radius-from-centre field).
+    """
+    half = (np.asarray(shape) - 1) / 2.0 * spacing
+    affine = grid_affine(spacing, tuple(np.asarray(centre) - half))
+    xyz = voxel_world(shape, affine) - np.asarray(centre)
+    r = np.linalg.norm(xyz, axis=-1)
+    rp = np.full(shape, r_pial)
+    if cap_thinning_mm:
+        cos_angle = xyz[..., 2] / np.maximum(r, 1e-9)
+        rp = np.where(cos_angle >= np.cos(np.deg2rad(cap_half_angle_deg)), r_pial - cap_thinning_mm, r_pial)
+    f_wm = _inside_fraction(r, r_white, spacing)
+    f_brain = _inside_fraction(r, rp, spacing)
+    img = CSF + (GM - CSF) * f_brain + (WM - GM) * f_wm
+    if r_head is not None:
+        img *= _inside_fraction(r, r_head, spacing)
+    img = ndimage.gaussian_filter(img, blur_sigma_vox, mode="nearest")
+    if noise_sd:
+        img = img + np.random.default_rng(seed).normal(0.0, noise_sd, size=shape)
+    return img, affine, r
+
+
+def sphere_surfaces(
+    subdivisions: int = 5,
+    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    r_white: float = 20.0,
+    r_pial: float = 22.5,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """White and pial icospheres (shared faces) around ``centre``."""
+    v, f = icosphere(subdivisions)
+    c = np.asarray(centre)
+    return c + r_white * v, c + r_pial * v, f
