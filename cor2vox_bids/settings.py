@@ -216,3 +216,87 @@ class Settings(BaseModel):
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready dict of every setting (paths as strings)."""
         return self.model_dump(mode="json")
+
+
+class TrainSettings(BaseModel):
+    """Every option of ``cor2vox-train``; its CLI is generated from these fields like ``cor2vox-bids``'s."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    bids_dir: Path = Field(description="BIDS dataset with T1w images (the training targets).",
+                           json_schema_extra=_meta("positional", positional=True, metavar="BIDS_DIR"))
+    output_model: Path = Field(description="Folder to write the trained model into (model.safetensors + config.json).",
+                               json_schema_extra=_meta("positional", positional=True, metavar="MODEL_DIR"))
+    participant_label: list[str] | None = Field(
+        default=None, description="Participants to use (default: all with T1w and surfaces).",
+        json_schema_extra=_meta("Data", ["--participant-label"], metavar="LABEL"))
+    validation_label: list[str] | None = Field(
+        default=None, description="Participants held out for validation (default: the last two).",
+        json_schema_extra=_meta("Data", ["--validation-label"], metavar="LABEL"))
+    fs_subjects_dir: Path | None = Field(
+        default=None, description="FreeSurfer SUBJECTS_DIR (default: BIDS_DIR/derivatives/freesurfer).",
+        json_schema_extra=_meta("Data", ["--fs-subjects-dir"], metavar="PATH"))
+    derivatives: list[str] | None = Field(
+        default=None, description="sMRIPrep GIFTI surfaces as smriprep=PATH.",
+        json_schema_extra=_meta("Data", ["--derivatives"], metavar="NAME=PATH"))
+    architecture: Literal["demo", "paper"] = Field(
+        default="demo", description="UNet size: 'demo' (small, CPU) or 'paper' (≈63 M parameters, 128³, GPU).",
+        json_schema_extra=_meta("Model", ["--architecture"]))
+    base_channels: int | None = Field(default=None, ge=4, le=256,
+                                      description="Override the architecture's base channel count.",
+                                      json_schema_extra=_meta("Model", ["--base-channels"]))
+    grid_shape: list[int] | None = Field(
+        default=None, description="Model grid shape D H W (default: 64³ demo, 128³ paper).",
+        json_schema_extra=_meta("Model", ["--grid-shape"], metavar="N"))
+    spacing_mm: float = Field(default=2.0, gt=0.2, le=8.0, description="Isotropic model grid spacing in mm.",
+                              json_schema_extra=_meta("Model", ["--spacing"]))
+    name: str = Field(default="cor2vox-custom", description="Model name written into its config.",
+                      json_schema_extra=_meta("Model", ["--name"]))
+    demo: bool = Field(default=False, description="Label the model as a DEMO model (config, card, reports).",
+                       json_schema_extra=_meta("Model", ["--demo"]))
+    steps: int = Field(default=2000, ge=1, description="Optimizer steps.",
+                       json_schema_extra=_meta("Training", ["--steps"]))
+    max_minutes: float | None = Field(default=None, gt=0, description="Stop (and save) after this wall time.",
+                                      json_schema_extra=_meta("Training", ["--max-minutes"]))
+    batch_size: int = Field(default=1, ge=1, description="Batch size.", json_schema_extra=_meta("Training", ["--batch-size"]))
+    accumulation: int = Field(default=1, ge=1, description="Gradient accumulation steps.",
+                              json_schema_extra=_meta("Training", ["--accumulation"]))
+    lr: float = Field(default=2e-4, gt=0, description="Adam learning rate.", json_schema_extra=_meta("Training", ["--lr"]))
+    plateau_patience: int = Field(default=3000, ge=1, description="ReduceLROnPlateau patience (steps).",
+                                  json_schema_extra=_meta("Training", ["--plateau-patience"]))
+    ema_decay: float = Field(default=0.995, ge=0, lt=1, description="EMA decay.",
+                             json_schema_extra=_meta("Training", ["--ema-decay"]))
+    ema_every: int = Field(default=8, ge=1, description="EMA update interval (steps).",
+                           json_schema_extra=_meta("Training", ["--ema-every"]))
+    ema_start: int = Field(default=0, ge=0, description="First step with EMA updates.",
+                           json_schema_extra=_meta("Training", ["--ema-start"]))
+    val_every: int = Field(default=250, ge=1, description="Validation (samples, SSIM) interval in steps.",
+                           json_schema_extra=_meta("Training", ["--val-every"]))
+    random_seed: int = Field(default=0, ge=0, description="Seed (training is deterministic for a seed on CPU).",
+                             json_schema_extra=_meta("Training", ["--random-seed"]))
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.",
+                        json_schema_extra=_meta("Training", ["--device"], metavar="{auto,cpu,cuda,cuda:N}"))
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 autocast on CUDA and on CPUs with AMX/AVX512-BF16, else fp32.",
+        json_schema_extra=_meta("Training", ["--precision"]))
+    work_dir: Path | None = Field(default=None, description="Where conditioning maps are cached and training state "
+                                  "is kept (resume by rerunning with the same folder). Default: MODEL_DIR/../work.",
+                                  json_schema_extra=_meta("Other options", ["-w", "--work-dir"], metavar="WORK_DIR"))
+    no_resume: bool = Field(default=False, description="Start from scratch even if training state exists.",
+                            json_schema_extra=_meta("Other options", ["--no-resume"]))
+    nthreads: int | None = Field(default=None, ge=1, description="CPU threads for torch.",
+                                 json_schema_extra=_meta("Other options", ["--nthreads"]))
+    verbose: int = Field(default=0, ge=0, le=3, description="Increase verbosity.",
+                         json_schema_extra=_meta("Other options", ["-v", "--verbose"], action="count"))
+
+    @field_validator("participant_label", "validation_label", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        return _strip_prefix(v, "sub-")
+
+    @field_validator("grid_shape")
+    @classmethod
+    def _shape(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(s < 8 or s % 8 for s in v)):
+            raise ValueError("--grid-shape needs three sizes, each a multiple of 8")
+        return v

@@ -1,0 +1,64 @@
+# cor2vox-bids container image (BIDS App).
+#
+# Build (see docs/containers.md; scripts/docker_test.sh does all of it):
+#   scripts/build_wheelhouse.sh                       # wheelhouse/: the package, its dependencies, TORCH_SPEC
+#   docker build --network host -t cor2vox/cor2vox-bids:0.1.0 \
+#       --build-arg VERSION=0.1.0 --build-arg TORCH_SPEC=torch==2.13.0 .
+#
+# BASE_IMAGE is a Debian bookworm root file system with Debian's python3 and python3-venv (scripts/docker_up.sh
+# makes one with debootstrap; debian:bookworm plus those two packages is equivalent). No RUN step uses the
+# network: everything is installed from the wheelhouse with `pip install --no-index --find-links`.
+ARG BASE_IMAGE=cor2vox-base:bookworm
+
+# ---- stage 1: install into a virtual environment -------------------------------------------------------------
+FROM ${BASE_IMAGE} AS builder
+ARG TORCH_SPEC=torch==2.13.0
+COPY wheelhouse/ /tmp/wheelhouse/
+RUN python3 -m venv /opt/cor2vox \
+    && /opt/cor2vox/bin/python -m pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse \
+        -r /tmp/wheelhouse/requirements.txt "${TORCH_SPEC}" \
+    && /opt/cor2vox/bin/python -m pip check \
+    && /opt/cor2vox/bin/cor2vox-bids --version
+
+# ---- stage 2: runtime (no wheelhouse, no caches, no compilers) -------------------------------------------------
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG BUILD_DATE=unknown
+ARG VCS_REF=unknown
+ARG TORCH_SPEC=torch==2.13.0
+
+LABEL org.opencontainers.image.title="cor2vox-bids" \
+      org.opencontainers.image.description="BIDS App: synthetic T1-weighted MRI from cortical surfaces (Cor2Vox, 3D Brownian-bridge diffusion) with cortical-thickness QC" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="cor2vox-bids developers" \
+      org.opencontainers.image.documentation="docs/containers.md" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      io.cor2vox.torch-spec="${TORCH_SPEC}"
+
+COPY --from=builder /opt/cor2vox /opt/cor2vox
+
+# Any user id on a read-only root file system: everything that writes goes to /tmp (mount a tmpfs there).
+# Nothing is downloaded at run time: the demo model is package data, no TemplateFlow, no telemetry.
+ENV PATH=/opt/cor2vox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    LC_ALL=C.UTF-8 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    XDG_CONFIG_HOME=/tmp/.config \
+    MPLCONFIGDIR=/tmp/mpl \
+    MPLBACKEND=Agg \
+    TORCH_HOME=/tmp/torch \
+    NIPYPE_NO_ET=1 \
+    NO_ET=1 \
+    NIPYPE_CONFIG_DIR=/tmp/.nipype \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+WORKDIR /tmp
+ENTRYPOINT ["cor2vox-bids"]

@@ -1,0 +1,375 @@
+"""Training loop of the Brownian-bridge UNet (Adam + ReduceLROnPlateau + EMA), resumable and deterministic.
+
+Output folder layout (``out_dir``)::
+
+    state/            training state for resume: state.safetensors (model, EMA, Adam moments, RNG states)
+                      + state.json (step, lr scheduler, smoothed loss, arguments, sha256) — no pickle
+    train_log.tsv     step, loss, loss_smooth, lr, seconds, steps_per_s, val_ssim, val_mae
+    loss_curve.png    training loss (raw and smoothed) and validation SSIM over steps
+    val/step-NNNNNN.png  mid slices (3 axes) of y, the EMA model's sample and the target per val pair
+    model/            the final EMA weights as a model folder (save_model) — returned
+
+Determinism: the network initialisation, the timesteps/noise (one seeded ``torch.Generator``) and the data
+order (a permutation per epoch from ``numpy.random.default_rng([seed, epoch])``) depend only on ``seed``;
+``torch.use_deterministic_algorithms(True)`` is on during training. On the CPU an interrupted run resumed
+from ``state/`` reaches bit-identical weights to an uninterrupted one.
+
+Validation SSIM/MAE compare the EMA model's ``val_steps``-step sample (seed ``seed``) with the target,
+both in [0, 1] (SSIM with data_range 1, identical to data_range 2 on [−1, 1]).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import OutputError, UsageError
+from .checkpoint import load_training_state, save_model, save_training_state
+from .conditioning import bridge_channel, image_to_output
+from .inference import resolve_device, synthesize
+from .metrics import mae, ssim
+from .precision import autocast, resolve_precision, uses_channels_last
+from .schedule import BridgeSchedule, l1_loss
+from .unet import UNet3D, UNetConfig
+
+__all__ = ["train", "TrainingPair"]
+
+TrainingPair = tuple[np.ndarray, np.ndarray]
+LOG_COLUMNS = ("step", "loss", "loss_smooth", "lr", "seconds", "steps_per_s", "val_ssim", "val_mae")
+RESUME_KEYS = ("architecture", "seed", "batch_size", "accumulation", "n_train", "schedule", "precision")
+
+
+def _data_index(seed: int, n: int, position: int) -> int:
+    """Index of the ``position``-th training example drawn (epoch-wise seeded permutations)."""
+    epoch, within = divmod(position, n)
+    return int(np.random.default_rng([seed, epoch]).permutation(n)[within])
+
+
+def _check_pairs(pairs: Sequence[TrainingPair], n_cond: int, shape: tuple[int, ...], what: str) -> None:
+    for i, (c, x) in enumerate(pairs):
+        if tuple(np.shape(c)) != (n_cond, *shape) or tuple(np.shape(x)) != (1, *shape):
+            raise UsageError(f"{what} pair {i}: condition {np.shape(c)} / image {np.shape(x)} do not match "
+                             f"({n_cond}, *{shape}) / (1, *{shape})")
+
+
+def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items()
+               if isinstance(v, torch.Tensor)}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor],
+                            groups: list[dict]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class _Log:
+    """Training log TSV (rewritten up to the resumed step, then appended to line by line)."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        self.rows: list[dict] = []
+        if resume_step and path.is_file():
+            lines = path.read_text().splitlines()[1:]
+            for line in lines:
+                vals = line.split("\t")
+                row = dict(zip(LOG_COLUMNS, vals))
+                if int(row["step"]) <= resume_step:
+                    self.rows.append({k: (float(v) if v else math.nan) for k, v in row.items()})
+        with open(path, "w") as f:
+            f.write("\t".join(LOG_COLUMNS) + "\n")
+            for r in self.rows:
+                f.write(self._fmt(r))
+
+    @staticmethod
+    def _fmt(r: Mapping) -> str:
+        out = []
+        for k in LOG_COLUMNS:
+            v = r.get(k, math.nan)
+            out.append(str(int(v)) if k == "step" else ("" if v is None or math.isnan(v) else f"{v:.6g}"))
+        return "\t".join(out) + "\n"
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(self._fmt(row))
+
+    def set_val(self, step: int, val_ssim: float, val_mae: float) -> None:
+        for r in reversed(self.rows):
+            if int(r["step"]) == step:
+                r["val_ssim"], r["val_mae"] = val_ssim, val_mae
+        with open(self.path, "w") as f:
+            f.write("\t".join(LOG_COLUMNS) + "\n")
+            for r in self.rows:
+                f.write(self._fmt(r))
+
+
+def _plot_loss(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a project dependency
+        return
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, [r["loss"] for r in rows], lw=0.5, alpha=0.5, label="L1 loss")
+    ax.plot(steps, [r["loss_smooth"] for r in rows], lw=1.5, label="smoothed")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("L1 loss (y − x0)")
+    ax.set_yscale("log")
+    val = [(r["step"], r["val_ssim"]) for r in rows if not math.isnan(r.get("val_ssim", math.nan))]
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val), "o-", color="C3", label="val SSIM")
+        ax2.set_ylabel("validation SSIM (EMA)")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_val(panels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], step: int, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return
+    rows = 3 * len(panels)
+    fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), dpi=80, squeeze=False)
+    for p, (y, sample, target) in enumerate(panels):
+        for r, (name, vol) in enumerate((("y (cortex SDF)", y), ("sample (EMA)", sample), ("target", target))):
+            c = [s // 2 for s in vol.shape]
+            for a, sl in enumerate((vol[c[0]], vol[:, c[1]], vol[:, :, c[2]])):
+                ax = axes[3 * p + r, a]
+                ax.imshow(np.rot90(sl), cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if a == 0:
+                    ax.set_ylabel(f"{p}: {name}", fontsize=7)
+    fig.suptitle(f"step {step}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Sequence[TrainingPair],
+          out_dir: str | Path, *, steps: int, batch_size: int = 1, accumulation: int = 1, lr: float = 1e-4,
+          plateau_patience: int = 3000, plateau_factor: float = 0.5, min_lr: float = 5e-7,
+          loss_smoothing: float = 0.98, ema_decay: float = 0.995, ema_every: int = 8,
+          ema_start: int | None = None, val_every: int | None = None, val_samples: int = 2,
+          val_steps: int = 10, checkpoint_every: int | None = None, seed: int = 0, device: str = "auto",
+          precision: str = "auto", resume: bool = True, grad_checkpointing: bool = False,
+          progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Train (or resume training) a bridge UNet on cached pairs; returns the EMA model folder.
+
+    ``model_config`` is a complete model config (``checkpoint.make_model_config``); pairs are
+    ``(condition float32 (C, D, H, W) in [−1, 1], image float32 (1, D, H, W) in [−1, 1])``.
+    ``steps`` counts optimizer steps (each ``accumulation`` micro-batches of ``batch_size``).
+    The plateau scheduler sees the exponentially smoothed training loss (factor ``loss_smoothing``) after
+    every optimizer step; ``plateau_patience`` is in optimizer steps. EMA weights are updated every
+    ``ema_every`` steps, plain copies of the weights before ``ema_start`` (default ``steps // 10``).
+    Validation (and its PNG) runs every ``val_every`` steps and at the end; the training state is saved
+    every ``checkpoint_every`` steps (default: at validations) and at the end.
+    """
+    if steps < 1 or batch_size < 1 or accumulation < 1 or ema_every < 1:
+        raise UsageError("steps, batch_size, accumulation and ema_every must be positive")
+    if not train_set:
+        raise UsageError("the training set is empty")
+    cfg = copy.deepcopy(dict(model_config))
+    arch = UNetConfig.from_dict(cfg["architecture"])
+    schedule = BridgeSchedule.from_dict(cfg["schedule"])
+    shape = tuple(int(s) for s in cfg["grid"]["shape"])
+    n_cond = len(cfg["conditions"]["channels"])
+    if arch.in_channels != n_cond + 1:
+        raise UsageError(f"architecture expects {arch.in_channels} input channels, conditions give {n_cond + 1}")
+    _check_pairs(train_set, n_cond, shape, "training")
+    _check_pairs(val_set, n_cond, shape, "validation")
+    yi = bridge_channel(cfg)
+    ema_start = steps // 10 if ema_start is None else int(ema_start)
+    val_every = val_every or steps
+    checkpoint_every = checkpoint_every or val_every
+
+    out = Path(out_dir)
+    try:
+        (out / "val").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the training folder ({exc})", out) from exc
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    memfmt = torch.channels_last_3d if uses_channels_last(prec, dev) else torch.contiguous_format
+    args = {"architecture": arch.to_dict(), "seed": seed, "batch_size": batch_size, "accumulation": accumulation,
+            "n_train": len(train_set), "schedule": schedule.to_dict(), "precision": prec}
+
+    det_before = torch.are_deterministic_algorithms_enabled()
+    warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        torch.manual_seed(seed)
+        model = UNet3D(arch).to(dev).to(memory_format=memfmt)
+        model.grad_checkpointing = grad_checkpointing
+        ema = copy.deepcopy(model).eval().requires_grad_(False)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=plateau_factor, patience=plateau_patience, min_lr=min_lr)
+        scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        step, loss_smooth, seconds = 0, math.nan, 0.0
+
+        saved = load_training_state(out / "state") if resume else None
+        if saved is not None:
+            tensors, meta = saved
+            diff = [k for k in RESUME_KEYS if meta["args"].get(k) != args[k]]
+            if diff:
+                raise UsageError(f"cannot resume: {diff} differ from the saved training state; use another "
+                                 f"output folder or resume=False", out / "state")
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            model.to(memory_format=memfmt)
+            ema.to(memory_format=memfmt)
+            _optimizer_from_tensors(opt, tensors, meta["optimizer_groups"])
+            plateau.load_state_dict(meta["plateau"])
+            if meta.get("scaler"):
+                scaler.load_state_dict(meta["scaler"])
+            gen.set_state(tensors["rng.generator"].to(torch.uint8))
+            torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+            if dev.type == "cuda" and "rng.cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng.cuda"].to(torch.uint8), dev)
+            step, loss_smooth, seconds = int(meta["step"]), float(meta["loss_smooth"]), float(meta["seconds"])
+            log(f"resuming from step {step} in {out / 'state'}")
+        elif resume is False and (out / "state").exists():
+            log(f"resume=False: starting afresh, the state in {out / 'state'} will be overwritten")
+
+        logf = _Log(out / "train_log.tsv", step)
+
+        def save_state() -> None:
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+            tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+            otensors, groups = _optimizer_to_tensors(opt)
+            tensors.update(otensors)
+            tensors["rng.generator"] = gen.get_state()
+            tensors["rng.torch"] = torch.get_rng_state()
+            if dev.type == "cuda":
+                tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
+            meta = {"step": step, "loss_smooth": loss_smooth, "seconds": seconds, "args": args,
+                    "optimizer_groups": groups, "plateau": plateau.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+            save_training_state(out / "state", tensors, meta)
+
+        def validate() -> tuple[float, float]:
+            panels, ss, ms = [], [], []
+            for c, x in list(val_set)[:val_samples]:
+                sample = synthesize(ema, cfg, torch.from_numpy(np.ascontiguousarray(c))[None].to(dev),
+                                    [seed], steps=val_steps, precision=prec)[0]
+                target = image_to_output(torch.from_numpy(x))
+                ss.append(ssim(sample, target, data_range=1.0))
+                ms.append(mae(sample, target))
+                panels.append((image_to_output(torch.from_numpy(c[yi])), sample, target))
+            if panels:
+                _plot_val(panels, step, out / "val" / f"step-{step:06d}.png")
+            return (float(np.mean(ss)), float(np.mean(ms))) if ss else (math.nan, math.nan)
+
+        bar = _progress_bar(steps, step, progress)
+        micro = batch_size * accumulation
+        n = len(train_set)
+        t_last = time.perf_counter()
+        while step < steps:
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            total = 0.0
+            for a in range(accumulation):
+                idx = [_data_index(seed, n, step * micro + a * batch_size + b) for b in range(batch_size)]
+                cond = torch.from_numpy(np.stack([train_set[i][0] for i in idx])).to(dev, torch.float32)
+                x0 = torch.from_numpy(np.stack([train_set[i][1] for i in idx])).to(dev, torch.float32)
+                y = cond[:, yi:yi + 1]
+                t = torch.randint(0, schedule.num_timesteps, (batch_size,), generator=gen, device=dev)
+                noise = torch.randn(x0.shape, generator=gen, device=dev, dtype=torch.float32)
+                xt = schedule.q_sample(x0, y, t, noise)
+                inp = torch.cat([xt, cond], dim=1).contiguous(memory_format=memfmt)
+                with autocast(prec, dev):
+                    pred = model(inp, t)
+                loss = l1_loss(pred, schedule.target(x0, y))
+                scaler.scale(loss / accumulation).backward()
+                total += float(loss.detach()) / accumulation
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            loss_smooth = total if math.isnan(loss_smooth) else (
+                loss_smoothing * loss_smooth + (1.0 - loss_smoothing) * total)
+            plateau.step(loss_smooth)
+            if step % ema_every == 0:
+                with torch.no_grad():
+                    e_params, m_params = list(ema.parameters()), list(model.parameters())
+                    if step < ema_start:
+                        torch._foreach_copy_(e_params, m_params)
+                    else:
+                        torch._foreach_lerp_(e_params, m_params, 1.0 - ema_decay)
+            now = time.perf_counter()
+            dt, t_last = now - t_last, now
+            seconds += dt
+            lr_now = opt.param_groups[0]["lr"]
+            logf.add({"step": step, "loss": total, "loss_smooth": loss_smooth, "lr": lr_now,
+                      "seconds": seconds, "steps_per_s": 1.0 / max(dt, 1e-9)})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_smooth:.4f}", lr=f"{lr_now:.1e}", sps=f"{1.0 / max(dt, 1e-9):.2f}")
+            if step % val_every == 0 or step == steps:
+                if step == steps and step < ema_start:  # EMA never started: use the final weights
+                    with torch.no_grad():
+                        torch._foreach_copy_(list(ema.parameters()), list(model.parameters()))
+                vs, vm = validate()
+                logf.set_val(step, vs, vm)
+                _plot_loss(logf.rows, out / "loss_curve.png")
+                log(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f}, val MAE {vm:.4f}")
+                t_last = time.perf_counter()  # validation time is not training time
+            if step % checkpoint_every == 0 or step == steps:
+                save_state()
+                t_last = time.perf_counter()
+        if bar is not None:
+            bar.close()
+    finally:
+        torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
+
+    last = logf.rows[-1] if logf.rows else {}
+    cfg["training"] = {**cfg.get("training", {}), "steps": step, "batch_size": batch_size,
+                       "accumulation": accumulation, "lr": lr, "seed": seed, "precision": prec,
+                       "ema_decay": ema_decay, "ema_every": ema_every, "ema_start": ema_start,
+                       "n_train": len(train_set), "n_val": len(val_set),
+                       "final_loss_smooth": last.get("loss_smooth"), "val_ssim": last.get("val_ssim"),
+                       "val_mae": last.get("val_mae"), "train_seconds": seconds}
+    cfg["training"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cfg["training"].items()}
+    return save_model(out / "model", ema.to("cpu").to(memory_format=torch.contiguous_format), cfg)

@@ -1,0 +1,77 @@
+"""Group level: collect every participant's QC (indexed with pybids) into group tables, plots and a report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from ..errors import MissingInputError
+from ..settings import Settings
+from . import outputs
+from .report import read_tsv, write_group_report
+
+LOGGER = logging.getLogger("cor2vox_bids.group")
+
+
+def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[tuple[dict, Path, Path]]:
+    """(entities, summary JSON, thickness TSV) of every participant found in the derivatives by pybids."""
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(str(output_dir), validate=False, is_derivative=True)
+    found = []
+    for f in layout.get(suffix="qc", desc="summary", extension=".json"):
+        ents = f.get_entities()
+        if labels and ents["subject"] not in labels:
+            continue
+        tsv = Path(f.path).with_name(Path(f.path).name.replace("desc-summary_qc.json", "desc-thickness_qc.tsv"))
+        found.append((ents, Path(f.path), tsv))
+    return sorted(found, key=lambda x: (x[0]["subject"], x[0].get("session") or ""))
+
+
+def _write_tsv(path: Path, rows: list[dict]) -> Path:
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, cols, delimiter="\t", restval="n/a", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("n/a" if v is None or (isinstance(v, float) and v != v) else v) for k, v in r.items()})
+    return path
+
+
+def run_group(settings: Settings) -> list[Path]:
+    """Write ``group_desc-qc_summary.tsv``, ``group_desc-qc_thickness.tsv``, plots and the group report."""
+    out = Path(settings.output_dir)
+    found = collect_participant_qc(out, settings.participant_label)
+    if not found:
+        raise MissingInputError("no participant QC found; run the participant level first", out)
+    summary_rows, region_rows = [], []
+    demo = False
+    for ents, summary_path, tsv in found:
+        summary = json.loads(summary_path.read_text())
+        demo = demo or bool(summary.get("model_demo"))
+        pid = {"participant_id": f"sub-{ents['subject']}"}
+        if ents.get("session"):
+            pid["session_id"] = f"ses-{ents['session']}"
+        summary_rows.append({**pid, **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))}})
+        if tsv.is_file():
+            region_rows += [{**pid, **row} for row in read_tsv(tsv)]
+    written = [_write_tsv(out / outputs.group_path("summary", ".tsv"), summary_rows),
+               _write_tsv(out / outputs.group_path("thickness", ".tsv"), region_rows)]
+    figures = {}
+    try:
+        from ..qc.figures import group_figures
+
+        fig_dir = out / "group" / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for name, path in group_figures(summary_rows, region_rows, fig_dir).items():
+            figures[name] = Path(path)
+    except ImportError:  # figures module missing: tables and report still written
+        LOGGER.warning("group figures unavailable")
+    written.append(write_group_report(out / outputs.group_path("report", ".html"), summary_rows, figures, demo))
+    for p in written:
+        LOGGER.info("wrote %s", p)
+    return written

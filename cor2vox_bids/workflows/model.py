@@ -1,0 +1,56 @@
+"""Model and device checks made once, before any participant starts (exit 65 / 75 on failure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ModelError
+from ..settings import Settings
+
+DEMO_MODEL_DIR = "demo_model"
+
+
+def default_model_path() -> Path:
+    """The DEMO model shipped as package data (``cor2vox_bids/data/demo_model``)."""
+    return Path(str(resources.files("cor2vox_bids") / "data" / DEMO_MODEL_DIR))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the workflow needs to know about the model, checked once."""
+
+    path: Path  # the model folder or .safetensors file as given
+    weights: Path
+    sha256: str
+    name: str
+    demo: bool
+    device: str  # resolved torch device string ("cpu", "cuda:0")
+    grid_shape: tuple[int, int, int]
+    spacing_mm: float
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "name": self.name, "demo": self.demo, "sha256": self.sha256,
+                "device": self.device, "grid_shape": list(self.grid_shape), "spacing_mm": self.spacing_mm}
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (DEMO model, not for research use)" if self.demo else self.name
+
+
+def check_model_and_device(settings: Settings) -> ModelInfo:
+    """Verify the model's files and checksum and resolve ``--device``; raises ModelError / DeviceUnavailableError."""
+    from ..diffusion.checkpoint import model_paths, verify_model
+    from ..diffusion.inference import resolve_device
+
+    path = settings.model if settings.model is not None else default_model_path()
+    if settings.model is None and not path.exists():
+        raise ModelError("the shipped demo model is missing from the installation; pass --model PATH", path)
+    config = verify_model(path)
+    weights, _ = model_paths(path)
+    device = resolve_device(settings.device)
+    grid = config["grid"]
+    return ModelInfo(path=Path(path), weights=weights, sha256=config["weights_sha256"], name=config["name"],
+                     demo=bool(config.get("demo")), device=str(device),
+                     grid_shape=tuple(int(s) for s in grid["shape"]), spacing_mm=float(grid["spacing_mm"]))
