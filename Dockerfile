@@ -18,6 +18,7 @@ RUN python3 -m venv /opt/cor2vox \
     && /opt/cor2vox/bin/python -m pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse \
         -r /tmp/wheelhouse/requirements.txt "${TORCH_SPEC}" \
     && /opt/cor2vox/bin/python -m pip check \
+    && rm -rf /opt/cor2vox/lib/python3.11/site-packages/torch/include \
     && /opt/cor2vox/bin/cor2vox-bids --version
 
 # ---- stage 2: runtime (no wheelhouse, no caches, no compilers) -------------------------------------------------

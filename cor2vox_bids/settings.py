@@ -256,8 +256,6 @@ class TrainSettings(BaseModel):
                        json_schema_extra=_meta("Model", ["--demo"]))
     steps: int = Field(default=2000, ge=1, description="Optimizer steps.",
                        json_schema_extra=_meta("Training", ["--steps"]))
-    max_minutes: float | None = Field(default=None, gt=0, description="Stop (and save) after this wall time.",
-                                      json_schema_extra=_meta("Training", ["--max-minutes"]))
     batch_size: int = Field(default=1, ge=1, description="Batch size.", json_schema_extra=_meta("Training", ["--batch-size"]))
     accumulation: int = Field(default=1, ge=1, description="Gradient accumulation steps.",
                               json_schema_extra=_meta("Training", ["--accumulation"]))

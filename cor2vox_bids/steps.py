@@ -167,3 +167,78 @@ def write_json(path: Path, payload: dict) -> Path:
 def validation_error(exc: Exception, path: Path | None) -> SurfaceError:
     """Wrap an unexpected reader failure as a SurfaceError naming the file."""
     return SurfaceError(f"cannot read surface: {exc}", path)
+
+
+# -- quality control ---------------------------------------------------------------------------------------
+
+def _load(path: Path) -> np.ndarray:
+    return np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+
+
+def tissue_means(image: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean image intensity in white matter (inside white), cortex (ribbon) and a 2-voxel shell outside the pial."""
+    from scipy import ndimage
+
+    inside_pial = maps["sdf_pial"] < 0
+    shell = ndimage.binary_dilation(inside_pial, iterations=2) & ~inside_pial
+    masks = {"wm": maps["sdf_white"] < 0, "gm": maps["ribbon"] > 0.5, "csf": shell}
+    return {f"mean_intensity_{k}": float(image[m].mean()) if m.any() else float("nan") for k, m in masks.items()}
+
+
+def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Path | None, out_dir: Path) -> Path:
+    """QC of the first synthetic sample (and of the real T1w when given): tables, summary, per-vertex maps, figures.
+
+    Writes ``qc.tsv`` (+ ``qc.json`` data dictionary), ``summary.json``, ``vertex.npz`` and ``figures/*.png``.
+    """
+    from .qc import (image_thickness, region_rows, ribbon_dice, similarity, summarize_rows, tissue_labels,
+                     write_qc_tsv, write_summary_json)
+    from .qc import figures as qcfig
+    from .qc.similarity import head_mask_from_intensity
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    stored = read_hemispheres(hemis_npz)
+    maps, affine = read_maps(maps_npz)
+    images = {"synthetic": _load(synthetic[0])}
+    if real is not None:
+        images["real"] = _load(real)
+    rows: list[dict] = []
+    per_vertex: dict[str, np.ndarray] = {}
+    for hemi in ("L", "R"):
+        h = stored[hemi]
+        measured = {kind: image_thickness(img, affine, h["white_v"], h["white_f"], h["pial_v"], h["pial_f"])
+                    for kind, img in images.items()}
+        per_vertex[f"{hemi}_surface"] = h["thickness"]
+        per_vertex.update({f"{hemi}_{k}": v for k, v in measured.items()})
+        names = [str(n) for n in h["names"]] if "names" in h else None
+        rows += region_rows(hemi, h["thickness"], measured["synthetic"], measured.get("real"), h.get("labels"), names)
+        for kind, values in measured.items():
+            qcfig.plot_error_map(h["white_v"], values - h["thickness"], fig_dir / f"vertexerror_{kind}_{hemi}.png",
+                                 title=f"hemi-{hemi}: {kind} image − surface thickness (mm)")
+    summary = summarize_rows(rows)
+    brain = maps["sdf_pial"] < 0
+    ribbon = maps["ribbon"] > 0.5
+    head = head_mask_from_intensity(images.get("real", images["synthetic"]))
+    if "real" in images:
+        summary.update(similarity(images["synthetic"], images["real"], brain, head))
+    for kind, img in images.items():
+        summary[f"ribbon_dice_{kind}"] = ribbon_dice(tissue_labels(img, head), ribbon)
+        summary.update({f"{k}_{kind}": v for k, v in tissue_means(img, maps).items()})
+    summary["n_samples"] = len(synthetic)
+    summary["qc_sample"] = Path(synthetic[0]).name
+    write_qc_tsv(rows, out_dir / "qc.tsv")
+    (out_dir / "qc.json").replace(out_dir / "qc_dictionary.json")
+    write_summary_json(summary, out_dir / "summary.json")
+    np.savez_compressed(out_dir / "vertex.npz", **per_vertex)
+    surfaces = {"white": (np.concatenate([stored["L"]["white_v"], stored["R"]["white_v"]]),
+                          np.concatenate([stored["L"]["white_f"], stored["R"]["white_f"] + len(stored["L"]["white_v"])])),
+                "pial": (np.concatenate([stored["L"]["pial_v"], stored["R"]["pial_v"]]),
+                         np.concatenate([stored["L"]["pial_f"], stored["R"]["pial_f"] + len(stored["L"]["pial_v"])]))}
+    for kind, img in images.items():
+        qcfig.plot_surface_contours(img, affine, surfaces, fig_dir / f"slices_{kind}.png",
+                                    title=f"{kind} T1w with white (yellow) and pial (red) contours")
+    qcfig.plot_conditioning(maps, fig_dir / "conditioning.png")
+    qcfig.plot_thickness_scatter(rows, fig_dir / "scatter.png")
+    qcfig.plot_region_bars(rows, fig_dir / "bars.png")
+    return out_dir

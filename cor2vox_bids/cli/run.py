@@ -132,6 +132,7 @@ def group_level(settings: Settings, run_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the BIDS App; returns the exit code (``sys.exit(main())`` in the console script)."""
+    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no telemetry call (offline clusters, containers)
     try:
         settings = parse_settings(Settings, argv, PROG, DESCRIPTION)
     except Cor2VoxError as exc:

@@ -242,3 +242,23 @@ def plot_group_summary(
         ax.set_title(metric, fontsize=8)
     fig.suptitle(f"Group QC ({len(summaries)} participants; line = median, worst labelled)")
     return _save(fig, path)
+
+
+def plot_conditioning(maps: Mapping[str, NDArray], path: str | Path, *, axis: int = 2) -> Path:
+    """The middle slice (along voxel ``axis``) of each conditioning map, in the order the network sees them."""
+    order = [k for k in ("sdf_cortex", "sdf_pial", "sdf_white", "edges", "ribbon") if k in maps]
+    fig = Figure(figsize=(3 * len(order), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(order)))
+    for ax, name in zip(axes, order):
+        vol = np.asarray(maps[name], dtype=np.float64)
+        sl = np.take(vol, vol.shape[axis] // 2, axis=axis).T
+        if name.startswith("sdf"):
+            lim = float(np.percentile(np.abs(sl), 99)) or 1.0
+            im = ax.imshow(sl, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        else:
+            im = ax.imshow(sl, origin="lower", cmap="gray", vmin=0, vmax=1)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    return _save(fig, path)
+

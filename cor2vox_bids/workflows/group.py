@@ -61,16 +61,15 @@ def run_group(settings: Settings) -> list[Path]:
             region_rows += [{**pid, **row} for row in read_tsv(tsv)]
     written = [_write_tsv(out / outputs.group_path("summary", ".tsv"), summary_rows),
                _write_tsv(out / outputs.group_path("thickness", ".tsv"), region_rows)]
-    figures = {}
-    try:
-        from ..qc.figures import group_figures
+    from ..qc.figures import plot_group_summary, plot_thickness_scatter
 
-        fig_dir = out / "group" / "figures"
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        for name, path in group_figures(summary_rows, region_rows, fig_dir).items():
-            figures[name] = Path(path)
-    except ImportError:  # figures module missing: tables and report still written
-        LOGGER.warning("group figures unavailable")
+    (out / outputs.group_figure_path("summary")).parent.mkdir(parents=True, exist_ok=True)
+    figures = {"QC measures per participant (line: median)":
+               plot_group_summary(summary_rows, out / outputs.group_figure_path("summary"), label_key="participant_id")}
+    if region_rows:
+        figures["Thickness per region, all participants: image vs surfaces"] = plot_thickness_scatter(
+            region_rows, out / outputs.group_figure_path("scatter"), title="All participants: thickness per region")
+    written += list(figures.values())
     written.append(write_group_report(out / outputs.group_path("report", ".html"), summary_rows, figures, demo))
     for p in written:
         LOGGER.info("wrote %s", p)

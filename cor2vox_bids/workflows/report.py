@@ -58,7 +58,7 @@ def read_tsv(path: Path) -> list[dict]:
 
 FIGURE_CAPTIONS = {
     "slices": "Synthetic T1w (top) and real T1w (bottom, when available) on the model grid, with the white "
-              "(blue) and pial (red) surfaces drawn where they cross each slice.",
+              "(yellow) and pial (red) surfaces drawn where they cross each slice.",
     "conditioning": "Conditioning maps given to the network: cortex SDF, pial SDF, white SDF, mesh-edge map, ribbon.",
     "scatter": "Per-region mean thickness: measured in the image vs prescribed by the surfaces.",
     "bars": "Per-region thickness: surfaces, synthetic image and real image.",
