@@ -55,8 +55,8 @@ def _input(size: int, prec: str) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d) if prec != "fp32" else x
 
 
-def case_train(base: int, size: int, nrb: int, precision: str, n: int = 2) -> dict:
-    """Seconds per training step (forward + backward + Adam), batch 1, after one warm-up step."""
+def case_train(base: int, size: int, nrb: int, precision: str, n: int = 3) -> dict:
+    """Seconds per training step (forward + backward + Adam), batch 1: min over ``n`` after a warm-up."""
     model, prec = _prep(_model(base, size, nrb), precision)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -124,9 +124,12 @@ def _simple_sample(model: UNet3D, cond: torch.Tensor, precision: str) -> dict:
             return model(inp, torch.tensor([t])).float()
 
     sample_bridge(predict, BridgeSchedule(), cond[:, :1], steps=1, generator=torch.Generator().manual_seed(0))
-    t0 = time.perf_counter()
-    sample_bridge(predict, BridgeSchedule(), cond[:, :1], steps=10, generator=torch.Generator().manual_seed(1))
-    return {"params_M": count_parameters(model) / 1e6, "s_per_sample": time.perf_counter() - t0,
+    times = []
+    for rep in range(2):
+        t0 = time.perf_counter()
+        sample_bridge(predict, BridgeSchedule(), cond[:, :1], steps=10, generator=torch.Generator().manual_seed(1))
+        times.append(time.perf_counter() - t0)
+    return {"params_M": count_parameters(model) / 1e6, "s_per_sample": min(times),
             "overhead_pct": float("nan"), "peak_rss_GB": _peak_rss_gb()}
 
 
@@ -183,7 +186,7 @@ def section_tradeoff(out: Path | None = None) -> None:
     for size, sp in grids:
         for base, nrb in ((16, 2), (24, 1), (24, 2)):
             tr = run_case("train", base=base, size=size, nrb=nrb, precision="auto")
-            fp = run_case("train", base=base, size=size, nrb=nrb, precision="fp32", n=1) \
+            fp = run_case("train", base=base, size=size, nrb=nrb, precision="fp32", n=2) \
                 if size == 64 and base == 24 and nrb == 1 else None
             sm = run_case("sample", base=base, size=size, nrb=nrb, precision="auto")
             fp_s = f"{fp['s_per_step']:.2f}s" if fp else "-"

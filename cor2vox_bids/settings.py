@@ -162,6 +162,20 @@ class Settings(BaseModel):
         description="A Nipype plugin YAML file (plugin: SLURM, plugin_args: {...}) to run the graph with.",
         json_schema_extra=_meta("Options to handle performance", ["--use-plugin"], metavar="FILE"),
     )
+    slurm_array: bool = Field(
+        default=False,
+        description="Instead of running the graph here, submit one SLURM array job with a task per participant "
+        "(each runs cor2vox-bids alone with the same options and -w WORK_DIR/sub-<label>); for clusters whose "
+        "jobs may not submit jobs. Needs -w/--work-dir on a shared filesystem; sbatch options come from "
+        "--use-plugin's plugin_args.sbatch_args. With --dry-run the script is printed, not submitted.",
+        json_schema_extra=_meta("Options to handle performance", ["--slurm-array"]),
+    )
+    slurm_wait: bool = Field(
+        default=False,
+        description="With --slurm-array: wait for the array tasks and exit with the participants' status "
+        "(0, 16, 17) instead of right after submitting.",
+        json_schema_extra=_meta("Options to handle performance", ["--slurm-wait"]),
+    )
     work_dir: Path | None = Field(
         default=None,
         description="Working directory for intermediate results; reuse it to resume an interrupted run "

@@ -3,9 +3,10 @@
 #
 #   scripts/build_wheelhouse.sh [WHEELHOUSE]        (default: wheelhouse/ at the repo root, git-ignored)
 #
-# It holds exactly one wheel per distribution: cor2vox-bids built from this tree, the PyTorch chosen by
-# TORCH_SPEC and every other dependency (sdists are built into wheels here, so the image needs no compiler),
-# plus requirements.txt naming the two top-level requirements for the Dockerfile.
+# It holds exactly one wheel per distribution: the PyTorch chosen by TORCH_SPEC and every other dependency
+# (sdists are built into wheels here, so the image needs no compiler) pinned in requirements-deps.txt, and in
+# app/ the cor2vox-bids wheel built from this tree, named in requirements.txt. The Dockerfile installs the
+# two in separate layers, so a change of the package alone reuses the cached dependency layer.
 #
 # Environment:
 #   TORCH_SPEC   the torch requirement (default torch==2.13.0: the CPU build where pip finds it first, as in
@@ -37,9 +38,9 @@ tag=$("$PYTHON" -c 'import sys, platform; print(f"{sys.implementation.name}{sys.
 mkdir -p "$tmp/src"
 (cd "$ROOT" && tar --exclude='__pycache__' --exclude='*.pyc' -cf - setup.cfg pyproject.toml README.md cor2vox_bids \
     $(ls LICENSE* MANIFEST.in setup.py 2>/dev/null || true)) | tar -C "$tmp/src" -xf -
-rm -f "$WH"/cor2vox_bids-*.whl
-"$PYTHON" -m pip wheel -q --no-deps -w "$WH" "$tmp/src"
-pkg=$(ls "$WH"/cor2vox_bids-*.whl)
+rm -rf "$WH/app" "$WH"/cor2vox_bids-*.whl
+"$PYTHON" -m pip wheel -q --no-deps -w "$WH/app" "$tmp/src"
+pkg=$(ls "$WH"/app/cor2vox_bids-*.whl)
 version=$(basename "$pkg" | cut -d- -f2)
 
 # 2. Pins: what the development environment has installed (not torch: TORCH_SPEC decides it).
@@ -60,6 +61,7 @@ if ! "$PYTHON" -m pip wheel --no-index --find-links "$WH" -w "$tmp/resolved" -c 
 fi
 
 # 4. Keep exactly the resolved set: move new wheels in, drop those no longer needed.
+rm -f "$tmp"/resolved/cor2vox_bids-*.whl
 for whl in "$tmp"/resolved/*.whl; do
     name=$(basename "$whl")
     [ -f "$WH/$name" ] && cmp -s "$whl" "$WH/$name" || cp "$whl" "$WH/$name"
@@ -67,5 +69,9 @@ done
 for whl in "$WH"/*.whl; do
     [ -f "$tmp/resolved/$(basename "$whl")" ] || rm -f "$whl"
 done
-printf 'cor2vox-bids==%s\n%s\n' "$version" "$TORCH_SPEC" >"$WH/requirements.txt"
-echo "build_wheelhouse: $(ls "$WH"/*.whl | wc -l) wheels, $(du -sh "$WH" | cut -f1), $(basename "$pkg"), $(ls "$WH" | grep -E '^torch-' ) in $(( $(date +%s) - t0 )) s -> $WH"
+# Pins of the dependency layer (name==version read from the wheel file names), and the package.
+for whl in "$WH"/*.whl; do
+    basename "$whl" | awk -F- '{ print $1 "==" $2 }'
+done | sort >"$WH/requirements-deps.txt"
+printf 'cor2vox-bids==%s\n' "$version" >"$WH/requirements.txt"
+echo "build_wheelhouse: $(( $(ls "$WH"/*.whl | wc -l) + 1 )) wheels, $(du -sh "$WH" | cut -f1), $(basename "$pkg"), $(ls "$WH" | grep -E '^torch-' ) in $(( $(date +%s) - t0 )) s -> $WH"

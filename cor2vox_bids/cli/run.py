@@ -90,6 +90,10 @@ def participant_level(settings: Settings, run_id: str) -> int:
     from ..workflows.base import plan_lines, run_participants, validate_participants
     from ..workflows.model import check_model_and_device
 
+    if settings.slurm_array:  # one SLURM array task per participant instead of the graph here
+        from ..workflows.slurm import run_array
+
+        return run_array(settings, run_id)
     model_info = check_model_and_device(settings)
     work = validate_participants(settings, run_id)
     write_snapshot(settings, settings.output_dir, run_id, {"model": model_info.summary(),

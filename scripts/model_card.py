@@ -1,0 +1,182 @@
+#!/usr/bin/env python
+"""Measure a trained model on held-out participants with the QC code and write its model card.
+
+    python scripts/model_card.py MODEL_DIR BIDS_DIR --participant-label 15 16 [--work WORK]
+
+For each held-out participant: synthesize one image (seed 0, 10 steps) with the same steps the BIDS App uses,
+run the same QC (``steps.run_qc``) with the participant's real T1w, and compare with a trivial baseline: the
+undeformed template T1 (fsaverage5, placed in the participant's scanner frame) against the same real image.
+Writes ``model_card.json`` and ``model_card.md`` into MODEL_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from cor2vox_bids import __version__, steps
+from cor2vox_bids.diffusion.checkpoint import file_sha256, verify_model
+from cor2vox_bids.inputs import collect_inputs
+from cor2vox_bids.settings import Settings
+from cor2vox_bids.workflows.base import participant_spec
+
+
+def region_tissue_order(image: np.ndarray, affine: np.ndarray, stored: dict, depth_mm: float) -> dict:
+    """Per DK region: mean intensity just inside white (WM), mid-cortex (GM), just outside pial (CSF)."""
+    from scipy import ndimage
+
+    inv = np.linalg.inv(affine)
+    out = {"regions": 0, "ordered": 0, "violations": []}
+    for hemi in ("L", "R"):
+        h = stored[hemi]
+        w, p = h["white_v"], h["pial_v"]
+        d = p - w
+        n = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
+        pts = {"wm": w - depth_mm * n, "gm": 0.5 * (w + p), "csf": p + depth_mm * n}
+        vals = {k: ndimage.map_coordinates(image, (v @ inv[:3, :3].T + inv[:3, 3]).T, order=1) for k, v in pts.items()}
+        names = [str(x) for x in h["names"]]
+        for idx, name in enumerate(names):
+            if name in ("unknown", "corpuscallosum"):
+                continue
+            sel = h["labels"] == idx
+            if not sel.any():
+                continue
+            m = {k: float(v[sel].mean()) for k, v in vals.items()}
+            out["regions"] += 1
+            if m["wm"] > m["gm"] > m["csf"]:
+                out["ordered"] += 1
+            else:
+                out["violations"].append(f"{hemi}:{name}")
+    return out
+
+
+def template_baseline(spec: dict, maps_npz: Path, out: Path) -> Path:
+    """The undeformed template T1 placed in the participant's scanner frame, on the model grid, in [0, 1]."""
+    from cor2vox_bids.demodata import fsaverage5_dir
+
+    tpl = nib.load(str(fsaverage5_dir() / "mri" / "T1.mgz"))
+    orig = nib.load(spec["orig"])
+    c_ras_shift = orig.header.get_vox2ras() @ np.linalg.inv(orig.header.get_vox2ras_tkr())
+    placed = nib.Nifti1Image(np.asarray(tpl.dataobj, dtype=np.float32), c_ras_shift @ tpl.header.get_vox2ras_tkr())
+    tmp = out.with_name("template_in_scanner.nii.gz")
+    nib.save(placed, str(tmp))
+    return steps.real_on_grid(tmp, maps_npz, out)
+
+
+def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dict]:
+    from cor2vox_bids.qc.similarity import head_mask_from_intensity, similarity
+
+    settings = Settings(bids_dir=bids, output_dir=work / "unused", analysis_level="participant",
+                        participant_label=labels, skip_bids_validation=True)
+    ready, failed, _ = collect_inputs(settings)
+    if failed:
+        raise SystemExit(f"inputs missing: {[f.message for f in failed]}")
+    cfg = verify_model(model)
+    results = []
+    for p in ready:
+        d = work / p.key
+        d.mkdir(parents=True, exist_ok=True)
+        spec = participant_spec(p, settings)
+        hemis, _ = steps.load_hemispheres(spec)
+        steps.save_hemispheres(d / "hemispheres.npz", hemis)
+        steps.make_conditioning(d / "hemispheres.npz", cfg["grid"]["shape"], cfg["grid"]["spacing_mm"], d / "maps.npz")
+        t0 = time.perf_counter()
+        synth = steps.synthesize_sample(d / "maps.npz", model, 0, 10, 1.0, "cpu", d / "synth.nii.gz")
+        seconds = time.perf_counter() - t0
+        real = steps.real_on_grid(p.t1w, d / "maps.npz", d / "real.nii.gz")
+        qc_dir = steps.run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc")
+        summary = json.loads((qc_dir / "summary.json").read_text())
+        maps, affine = steps.read_maps(d / "maps.npz")
+        base = template_baseline(spec, d / "maps.npz", d / "template.nii.gz")
+        real_img = np.asarray(nib.load(str(real)).dataobj, dtype=np.float32)
+        baseline = similarity(np.asarray(nib.load(str(base)).dataobj, dtype=np.float32), real_img,
+                              maps["sdf_pial"] < 0, head_mask_from_intensity(real_img))
+        stored = steps.read_hemispheres(d / "hemispheres.npz")
+        depth = float(cfg["grid"]["spacing_mm"])
+        order_syn = region_tissue_order(np.asarray(nib.load(str(synth)).dataobj, dtype=np.float32), affine, stored, depth)
+        order_real = region_tissue_order(real_img, affine, stored, depth)
+        results.append({"participant": p.key, "seconds_synthesis": seconds, **summary,
+                        "baseline_ssim_brain": baseline["ssim_brain"], "baseline_psnr_brain": baseline["psnr_brain"],
+                        "dk_regions_ordered_synthetic": f"{order_syn['ordered']}/{order_syn['regions']}",
+                        "dk_order_violations_synthetic": order_syn["violations"],
+                        "dk_regions_ordered_real": f"{order_real['ordered']}/{order_real['regions']}"})
+    return results
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def write_card(model: Path, results: list[dict]) -> None:
+    cfg = json.loads((model / "config.json").read_text())
+    log = model / "train_log.tsv"
+    run = json.loads((model / "training_run.json").read_text()) if (model / "training_run.json").is_file() else {}
+    card = {"name": cfg["name"], "demo": cfg["demo"], "code_version": __version__,
+            "weights_sha256": file_sha256(model / "model.safetensors"), "architecture": cfg["architecture"],
+            "grid": cfg["grid"], "training": cfg.get("training", {}), "training_run": run.get("settings", {}),
+            "held_out": results}
+    (model / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    cols = ["participant", "ssim_brain", "baseline_ssim_brain", "psnr_brain", "mae_brain", "ssim_head",
+            "pearson_r_synthetic", "pearson_r_real", "mean_abs_diff_mm_synthetic", "mean_abs_diff_mm_real",
+            "ribbon_dice_synthetic", "ribbon_dice_real", "dk_regions_ordered_synthetic", "dk_regions_ordered_real",
+            "seconds_synthesis"]
+    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table += ["| " + " | ".join(fmt(r.get(c, "n/a")) for c in cols) + " |" for r in results]
+    tr = cfg.get("training", {})
+    text = f"""# Model card: {cfg['name']} — DEMO MODEL
+
+**This is a demonstration model.** It was trained by `cor2vox-train` on pseudo-participants that are all smooth
+deformations of one template brain (FreeSurfer 7.3.2 `fsaverage5`, modified; FreeSurfer licence, see
+`LICENSE.FreeSurfer.txt` beside this card). It shows that the pipeline works end to end on a laptop; it has never
+seen a real individual brain and must not be used for research conclusions. Train your own model
+(`docs/training.md`).
+
+- Code version: {__version__}; weights sha256 `{card['weights_sha256']}`
+- Architecture: {json.dumps(cfg['architecture'])}
+- Grid: {cfg['grid']['shape']} at {cfg['grid']['spacing_mm']} mm ({cfg['grid']['placement']})
+- Training data: {len(tr.get('participants_train', []))} pseudo-participants
+  ({', '.join(tr.get('participants_train', []))}); held out: {', '.join(tr.get('participants_validation', []))}
+- Optimisation: {tr.get('steps')} steps, batch {tr.get('batch_size')}, lr {tr.get('lr')}, EMA {tr.get('ema_decay')},
+  seed {tr.get('seed')}; wall time of the last training run {fmt(run.get('wall_seconds_this_run', float('nan')))} s
+  on 2 CPU cores
+- Loss curve: `loss_curve.png`; training log: `train_log.tsv`
+
+## Held-out participants (measured by `scripts/model_card.py` with the QC code)
+
+SSIM/PSNR/MAE: synthetic vs the participant's real T1w on the model grid, inside the pial surfaces (brain) or the
+head. Baseline: the undeformed template T1 placed in the participant's scanner frame vs the same real image.
+Thickness r / MAD: across the 68 DK regions, image-measured vs surface thickness, on the synthetic and on the real
+image (the latter shows the measure's own error). Ribbon Dice: 3-class GMM grey matter vs the surfaces' ribbon.
+DK ordered: regions whose mean intensity is WM > GM > CSF (sampled {cfg['grid']['spacing_mm']} mm inside white,
+mid-cortex, {cfg['grid']['spacing_mm']} mm outside pial).
+
+{chr(10).join(table)}
+
+Reproduce: `bash scripts/train_demo_model.sh` (from scratch; same weights for the same seed on the same CPU kind).
+"""
+    (model / "model_card.md").write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("bids", type=Path)
+    ap.add_argument("--participant-label", nargs="+", required=True)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or args.model.parent / "model_card_work"
+    results = evaluate(args.model, args.bids, args.participant_label, work)
+    write_card(args.model, results)
+    print((args.model / "model_card.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Retrain the shipped DEMO model from scratch with cor2vox-train, measure it, and install it as package data.
+# Deterministic for the seed on CPU (same weights on the same kind of CPU). Resumable: rerun after an interruption.
+#   bash scripts/train_demo_model.sh            # defaults below; ROOT, N, STEPS, BASE may be overridden
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+ROOT=${ROOT:-work/demo_model}
+N=${N:-18}              # pseudo-participants; the last two are held out
+STEPS=${STEPS:-2000}
+BASE=${BASE:-16}
+SHAPE=${SHAPE:-"80 96 80"}
+SPACING=${SPACING:-2}
+VAL_A=$(printf "%02d" $((N - 1))); VAL_B=$(printf "%02d" "$N")
+
+if [ ! -f "$ROOT/data/bids/sub-$VAL_B/anat/sub-${VAL_B}_T1w.nii.gz" ]; then
+  rm -rf "$ROOT/data"
+  "$PY" -m cor2vox_bids.cli.demo_data "$ROOT/data" --participants "$N" --seed 0 --no-site2
+fi
+"$PY" -m cor2vox_bids.cli.train "$ROOT/data/bids" "$ROOT/model" --demo --name cor2vox-demo-fsaverage5 \
+  --architecture demo --base-channels "$BASE" --grid-shape $SHAPE --spacing "$SPACING" --steps "$STEPS" \
+  --lr 2e-4 --ema-decay 0.995 --ema-every 8 --ema-start 200 --val-every 250 --random-seed 0 \
+  --validation-label "$VAL_A" "$VAL_B" -w "$ROOT/work" --nthreads 2
+"$PY" scripts/model_card.py "$ROOT/model" "$ROOT/data/bids" --participant-label "$VAL_A" "$VAL_B" --work "$ROOT/card"
+DEST=cor2vox_bids/data/demo_model
+mkdir -p "$DEST"
+for f in model.safetensors config.json model_card.md model_card.json loss_curve.png train_log.tsv; do
+  cp "$ROOT/model/$f" "$DEST/$f"
+done
+cp "$ROOT/data/bids/LICENSE" "$DEST/LICENSE.FreeSurfer.txt"
+echo "demo model installed in $DEST"

@@ -1,0 +1,25 @@
+"""A tiny untrained model (built here) so that workflow tests run in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def make_tiny_model(folder: Path) -> Path:
+    import torch
+
+    from cor2vox_bids.diffusion.checkpoint import make_model_config, save_model
+    from cor2vox_bids.diffusion.unet import UNet3D, UNetConfig
+
+    arch = UNetConfig(image_size=32, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                      attention_resolutions=(), middle_attention=False, num_head_channels=8, norm_groups=4)
+    torch.manual_seed(0)
+    save_model(folder, UNet3D(arch), make_model_config(arch, (32, 40, 32), 5.0, name="tiny-test", demo=True))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
