@@ -51,6 +51,7 @@ COPY --from=builder /opt/cor2vox /opt/cor2vox
 
 # Any user id on a read-only root file system: everything that writes goes to /tmp (mount a tmpfs there).
 # Nothing is downloaded at run time: the demo model is package data, no TemplateFlow, no telemetry.
+# COR2VOX_CONTAINER is recorded in the derivatives' dataset_description.json (GeneratedBy.Container).
 ENV PATH=/opt/cor2vox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \
     LC_ALL=C.UTF-8 \
@@ -66,7 +67,8 @@ ENV PATH=/opt/cor2vox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    COR2VOX_CONTAINER=cor2vox/cor2vox-bids:${VERSION}
 
 WORKDIR /tmp
 ENTRYPOINT ["cor2vox-bids"]

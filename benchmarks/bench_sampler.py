@@ -55,17 +55,22 @@ def _input(size: int, prec: str) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d) if prec != "fp32" else x
 
 
-def case_train(base: int, size: int, nrb: int, precision: str, n: int = 3) -> dict:
-    """Seconds per training step (forward + backward + Adam), batch 1: min over ``n`` after a warm-up."""
+def case_train(base: int, size: int, nrb: int, precision: str, n: int = 3, threads: int = 0) -> dict:
+    """Seconds per training step (forward + backward + Adam), batch 1: min over ``n`` after a warm-up.
+
+    Reports wall seconds and process CPU seconds (the latter barely depends on other load with 1 thread).
+    """
+    if threads:
+        torch.set_num_threads(threads)
     model, prec = _prep(_model(base, size, nrb), precision)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     sched = BridgeSchedule()
     x0 = torch.rand(1, 1, size, size, size) * 2 - 1
     cond = _input(size, prec)[:, 1:]
-    times = []
+    times, cpu = [], []
     for i in range(n + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         t = torch.randint(0, 1000, (1,))
         xt = sched.q_sample(x0, cond[:, :1], t, torch.randn_like(x0))
         with autocast(prec, torch.device("cpu")):
@@ -76,16 +81,18 @@ def case_train(base: int, size: int, nrb: int, precision: str, n: int = 3) -> di
         opt.step()
         if i:
             times.append(time.perf_counter() - t0)
-    return {"params_M": count_parameters(model) / 1e6, "s_per_step": min(times), "precision": prec,
+            cpu.append(time.process_time() - c0)
+    return {"params_M": count_parameters(model) / 1e6, "s_per_step": min(times), "cpu_s_per_step": min(cpu),
+            "precision": prec,
             "peak_rss_GB": _peak_rss_gb()}
 
 
-def case_sample(base: int, size: int, nrb: int, precision: str, paper: bool = False) -> dict:
+def case_sample(base: int, size: int, nrb: int, precision: str, paper: bool = False, threads: int = 0) -> dict:
     """One 10-step synthesis through the real inference path; reports sampler overhead too."""
+    if threads:
+        torch.set_num_threads(threads)
     model = _model(base, size, nrb, paper)
     cond = torch.rand(1, 5, size, size, size) * 2 - 1
-    if os.environ.get("BENCH_SIMPLE_SAMPLER"):  # direct sampler loop without inference.py
-        return _simple_sample(model, cond, precision)
     from cor2vox_bids.diffusion.checkpoint import make_model_config
     from cor2vox_bids.diffusion.inference import synthesize
 
@@ -102,35 +109,11 @@ def case_sample(base: int, size: int, nrb: int, precision: str, paper: bool = Fa
     model.forward = timed  # type: ignore[method-assign]
     synthesize(model, cfg, cond, seeds=[0], steps=1, precision=precision)  # warm-up (kernel creation)
     fwd_time[0] = 0.0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     synthesize(model, cfg, cond, seeds=[1], steps=10, precision=precision)
-    total = time.perf_counter() - t0
-    return {"params_M": count_parameters(model) / 1e6, "s_per_sample": total,
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"params_M": count_parameters(model) / 1e6, "s_per_sample": total, "cpu_s_per_sample": cpu,
             "overhead_pct": 100.0 * (total - fwd_time[0]) / total, "peak_rss_GB": _peak_rss_gb()}
-
-
-def _simple_sample(model: UNet3D, cond: torch.Tensor, precision: str) -> dict:
-    from cor2vox_bids.diffusion.sampler import sample_bridge
-
-    model, prec = _prep(model, precision)
-    model.eval()
-    dev = torch.device("cpu")
-
-    def predict(x, t):
-        inp = torch.cat([x, cond], 1)
-        if prec != "fp32":
-            inp = inp.contiguous(memory_format=torch.channels_last_3d)
-        with torch.no_grad(), autocast(prec, dev):
-            return model(inp, torch.tensor([t])).float()
-
-    sample_bridge(predict, BridgeSchedule(), cond[:, :1], steps=1, generator=torch.Generator().manual_seed(0))
-    times = []
-    for rep in range(2):
-        t0 = time.perf_counter()
-        sample_bridge(predict, BridgeSchedule(), cond[:, :1], steps=10, generator=torch.Generator().manual_seed(1))
-        times.append(time.perf_counter() - t0)
-    return {"params_M": count_parameters(model) / 1e6, "s_per_sample": min(times),
-            "overhead_pct": float("nan"), "peak_rss_GB": _peak_rss_gb()}
 
 
 def case_paper_forward(precision: str) -> dict:
@@ -199,6 +182,29 @@ def section_tradeoff(out: Path | None = None) -> None:
                 out.write_text("\n".join([hdr, *rows]) + "\n")
 
 
+def section_tradeoff_cpu(out: Path | None = None) -> None:
+    """Table (d) in process CPU seconds with one thread: robust against other load on a shared machine."""
+    hdr = (f"{'grid':>14} {'base':>4} {'nrb':>3} {'params':>7} {'train bf16+CL':>13} {'train fp32':>10} "
+           f"{'sample10 bf16':>13} {'RSS GB':>6}")
+    print("(d') same trade-off, 1 thread, process CPU seconds (≈ 2-core wall × 2 when the machine is idle):")
+    print(hdr)
+    rows = []
+    for size, sp in ((64, "3 mm"), (80, "2 mm"), (96, "2 mm")):
+        for base, nrb in ((16, 2), (24, 1)):
+            tr = run_case("train", base=base, size=size, nrb=nrb, precision="auto", n=2, threads=1)
+            fp = run_case("train", base=base, size=size, nrb=nrb, precision="fp32", n=1, threads=1) \
+                if size == 64 and base == 24 else None
+            sm = run_case("sample", base=base, size=size, nrb=nrb, precision="auto", threads=1)
+            fp_s = f"{fp['cpu_s_per_step']:.2f}s" if fp else "-"
+            line = (f"{size:>3}³ @ {sp:>4} {'':>3} {base:>4} {nrb:>3} {tr['params_M']:>6.2f}M "
+                    f"{tr['cpu_s_per_step']:>12.2f}s {fp_s:>10} {sm['cpu_s_per_sample']:>12.2f}s "
+                    f"{max(tr['peak_rss_GB'], sm['peak_rss_GB']):>6.2f}")
+            print(line, flush=True)
+            rows.append(line)
+            if out is not None:
+                out.write_text("\n".join([hdr, *rows]) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="overhead,demo,paper,tradeoff")
@@ -213,7 +219,8 @@ def main() -> None:
           f"auto precision on CPU: {resolve_precision('auto', torch.device('cpu'))}")
     t0 = time.perf_counter()
     sections = {"overhead": section_overhead, "demo": section_demo, "paper": section_paper,
-                "tradeoff": lambda: section_tradeoff(a.tradeoff_out)}
+                "tradeoff": lambda: section_tradeoff(a.tradeoff_out),
+                "tradeoff_cpu": lambda: section_tradeoff_cpu(a.tradeoff_out)}
     for name in a.only.split(","):
         sections[name]()
     print(f"total bench time {time.perf_counter() - t0:.0f} s")

@@ -216,7 +216,7 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
     warped = warp_volume(np.asarray(t1.dataobj), tkr, phi)
     warped_u8 = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
     header = t1.header.copy()
-    header["c_ras"] = c_ras.astype(np.float32)
+    header["Pxyz_c"] = c_ras.astype(np.float32)  # MGH c_ras: scanner = tkr + c_ras
     mgh = nib.MGHImage(warped_u8, None, header)
     scanner = mgh.header.get_vox2ras()
     for sub in ("mri", "surf", "label", "mri/transforms"):

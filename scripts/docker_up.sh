@@ -106,7 +106,7 @@ else
 fi
 
 if [ "$PRINT_ENV" -eq 1 ]; then
-    echo "export DOCKER_HOST='unix://$SOCK' DOCKER='$DOCKER' DOCKER_BUILDKIT=0"
+    echo "export DOCKER_HOST='unix://$SOCK' DOCKER='$DOCKER' DOCKER_BUILDKIT=1"
 else
-    say "use: DOCKER_HOST=unix://$SOCK DOCKER_BUILDKIT=0 $DOCKER ..."
+    say "use: DOCKER_HOST=unix://$SOCK DOCKER_BUILDKIT=1 $DOCKER ..."
 fi

@@ -87,6 +87,7 @@ def prepare_output(settings: Settings) -> None:
 
 def participant_level(settings: Settings, run_id: str) -> int:
     """Validate everything, then build and run the graph; returns the exit code."""
+    from ..inputs import collect_inputs
     from ..workflows.base import plan_lines, run_participants, validate_participants
     from ..workflows.model import check_model_and_device
 
@@ -94,8 +95,9 @@ def participant_level(settings: Settings, run_id: str) -> int:
         from ..workflows.slurm import run_array
 
         return run_array(settings, run_id)
-    model_info = check_model_and_device(settings)
-    work = validate_participants(settings, run_id)
+    ready, failed, _ = collect_inputs(settings)  # usage / missing-input errors first (64, 66)
+    model_info = check_model_and_device(settings)  # then the model (65) and the device (75)
+    work = validate_participants(settings, run_id, (ready, failed))
     write_snapshot(settings, settings.output_dir, run_id, {"model": model_info.summary(),
                                                           "participants": [p.key for p in work.ready],
                                                           "failed_before_start": {f.key: f.message for f in work.failed}})

@@ -96,7 +96,9 @@ def save_model(folder: str | Path, model: UNet3D, config_dict: Mapping) -> Path:
     cfg = copy.deepcopy(dict(config_dict))
     cfg["architecture"] = model.config.to_dict()
     cfg["code_version"] = __version__
-    blob = _st_save(_state_tensors(model), metadata={"format": "pt", "name": str(cfg["name"])})
+    # one metadata key only: safetensors keeps metadata in a hash map, so several keys come out in random
+    # order and the same weights would get different checksums
+    blob = _st_save(_state_tensors(model), metadata={"format": "pt"})
     cfg["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     _atomic_write(folder / WEIGHTS_NAME, blob)
     _atomic_write(folder / CONFIG_NAME, (json.dumps(cfg, indent=2) + "\n").encode())

@@ -15,7 +15,8 @@ order (a permutation per epoch from ``numpy.random.default_rng([seed, epoch])``)
 from ``state/`` reaches bit-identical weights to an uninterrupted one.
 
 Validation SSIM/MAE compare the EMA model's ``val_steps``-step sample (seed ``seed``) with the target,
-both in [0, 1] (SSIM with data_range 1, identical to data_range 2 on [−1, 1]).
+both mapped to [0, 1] (SSIM with data_range 1; note SSIM is not shift-invariant, so it differs from SSIM
+on [−1, 1] with data_range 2).
 """
 
 from __future__ import annotations

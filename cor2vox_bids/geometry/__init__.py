@@ -1,0 +1,48 @@
+"""Geometry core: surfaces and frames, signed distance fields, thickness, conditioning maps.
+
+Imports numpy, scipy, nibabel and edt only (no torch, no nipype).
+"""
+
+from .conditioning import MAP_NAMES, conditioning_maps, cortex_sdf, edge_map, ribbon_mask
+from .grid import ModelGrid, resample
+from .sdf import signed_distance, winding_inside
+from .surfaces import (
+    Hemisphere,
+    Surface,
+    load_freesurfer_hemisphere,
+    load_gifti_hemisphere,
+    read_annotation,
+    read_freesurfer_surface,
+    read_gifti_surface,
+    read_morph,
+    tkr_to_scanner_matrix,
+)
+from .thickness import closest_distance, cortical_thickness
+
+__all__ = [
+    "MAP_NAMES",
+    "Hemisphere",
+    "ModelGrid",
+    "Surface",
+    "closest_distance",
+    "conditioning_maps",
+    "cortex_sdf",
+    "cortical_thickness",
+    "edge_map",
+    "load_freesurfer_hemisphere",
+    "load_gifti_hemisphere",
+    "read_annotation",
+    "read_freesurfer_surface",
+    "read_gifti_surface",
+    "read_morph",
+    "resample",
+    "ribbon_mask",
+    "signed_distance",
+    "tkr_to_scanner_matrix",
+    "winding_inside",
+]
+
+from .atlas import DK_REGIONS, region_table  # noqa: E402
+from .validation import validate_hemisphere, validate_pair  # noqa: E402
+
+__all__ += ["DK_REGIONS", "region_table", "validate_hemisphere", "validate_pair"]

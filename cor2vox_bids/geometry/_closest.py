@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 LEAF = 4  # triangles per leaf
+GUESSES = 2  # nearest centroids whose triangles give the first upper bound
 _CHUNK = 1 << 15  # rows per vectorised block (keeps the temporaries in cache)
 
 # columns of the packed per-triangle table
@@ -27,10 +29,11 @@ class TriangleIndex:
     """Per-triangle constants (Morton order) and the box tree above them."""
 
     table: np.ndarray  # (m_padded, 16): A, E0=B-A, E1=C-A, N=E0xE1, a, b, c, |N|^2
-    lo: np.ndarray  # (n_nodes, 3) box minima, implicit heap layout (children 2i+1, 2i+2)
-    hi: np.ndarray  # (n_nodes, 3) box maxima
+    nodes: np.ndarray  # (n_nodes, 14) bounds, implicit heap layout (children 2i+1, 2i+2):
+    # box lo (3), box hi (3), cylinder centre (3), unit axis (3), slab half-width, radius
     depth: int  # number of levels below the root; leaves are the last level
     n_triangles: int
+    tree: cKDTree | None  # centroids of the table's first n_triangles rows (first guesses)
 
 
 def _morton_order(points: np.ndarray) -> np.ndarray:
@@ -64,8 +67,7 @@ def build_index(vertices: np.ndarray, faces: np.ndarray) -> TriangleIndex:
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     m = len(f)
     if m == 0:
-        empty = np.zeros((1, 3))
-        return TriangleIndex(np.zeros((0, 16)), empty + np.inf, empty - np.inf, 0, 0)
+            return TriangleIndex(np.zeros((0, 16)), np.zeros((1, 14)), 0, 0, None)
     pa, pb, pc = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     order = _morton_order((pa + pb + pc) / 3.0)
     n_leaves = -(-m // LEAF)
@@ -75,15 +77,31 @@ def build_index(vertices: np.ndarray, faces: np.ndarray) -> TriangleIndex:
     order = np.concatenate([order, np.full(n_pad - m, order[-1])])
     pa, pb, pc = pa[order], pb[order], pc[order]
     table = _triangle_table(pa, pb, pc)
-    tri_lo = np.minimum(np.minimum(pa, pb), pc).reshape(-1, LEAF, 3).min(axis=1)
-    tri_hi = np.maximum(np.maximum(pa, pb), pc).reshape(-1, LEAF, 3).max(axis=1)
-    levels_lo, levels_hi = [tri_lo], [tri_hi]
-    while len(levels_lo[-1]) > 1:
-        levels_lo.append(levels_lo[-1].reshape(-1, 2, 3).min(axis=1))
-        levels_hi.append(levels_hi[-1].reshape(-1, 2, 3).max(axis=1))
-    lo = np.concatenate(levels_lo[::-1])
-    hi = np.concatenate(levels_hi[::-1])
-    return TriangleIndex(table, lo, hi, depth, m)
+    corners = np.stack([pa, pb, pc], axis=1)  # (n_pad, 3, 3)
+    normals = table[:, _N]
+    levels = []
+    for level in range(depth + 1):
+        n_nodes = 1 << level
+        pts = corners.reshape(n_nodes, -1, 3)
+        lo, hi = pts.min(axis=1), pts.max(axis=1)
+        centre = 0.5 * (lo + hi)
+        axis = normals.reshape(n_nodes, -1, 3).sum(axis=1)
+        norm = np.linalg.norm(axis, axis=1, keepdims=True)
+        axis = np.where(norm > 0, axis / np.where(norm > 0, norm, 1.0), [[0.0, 0.0, 1.0]])
+        rel = pts - centre[:, None, :]
+        h = np.einsum("kpi,ki->kp", rel, axis)
+        mid = 0.5 * (h.min(axis=1) + h.max(axis=1))
+        half = 0.5 * (h.max(axis=1) - h.min(axis=1))
+        radial = np.sqrt(np.maximum(np.einsum("kpi,kpi->kp", rel, rel) - h * h, 0.0)).max(axis=1)
+        node = np.empty((n_nodes, 14))
+        node[:, 0:3], node[:, 3:6] = lo, hi
+        node[:, 6:9] = centre + mid[:, None] * axis  # centre moved to the middle of the slab
+        node[:, 9:12] = axis
+        node[:, 12] = half * (1 + 1e-12) + 1e-12
+        node[:, 13] = radial * (1 + 1e-12) + 1e-12
+        levels.append(node)
+    tree = cKDTree((pa[:m] + pb[:m] + pc[:m]) / 3.0)
+    return TriangleIndex(table, np.concatenate(levels).astype(np.float32), depth, m, tree)
 
 
 def point_triangle_sqdist(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
@@ -116,35 +134,33 @@ def point_triangle_sqdist(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     return np.maximum(best, 0.0, out=best)
 
 
-def _box_sqdist(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Squared distance from each point to its axis-aligned box."""
-    g = np.maximum(np.maximum(lo - points, points - hi), 0.0)
-    return np.einsum("ij,ij->i", g, g)
+def _node_sqdist(points: np.ndarray, node: np.ndarray) -> np.ndarray:
+    """Lower bound of the squared distance from each point to the triangles under its node.
+
+    The larger of the distances to the node's box and to its cylinder (slab x disc), in
+    float32 (callers compare it with a relative margin).
+    """
+    g = np.maximum(np.maximum(node[:, 0:3] - points, points - node[:, 3:6]), 0.0)
+    box = np.einsum("ij,ij->i", g, g)
+    r = points - node[:, 6:9]
+    h = np.einsum("ij,ij->i", r, node[:, 9:12])
+    rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", r, r) - h * h, 0.0))
+    dh = np.maximum(np.abs(h) - node[:, 12], 0.0)
+    dr = np.maximum(rho - node[:, 13], 0.0)
+    return np.maximum(box, dh * dh + dr * dr)
 
 
-def _descend(index: TriangleIndex, q: np.ndarray) -> np.ndarray:
-    """Greedy root-to-leaf descent (nearer box first): an upper bound on the squared distance."""
-    node = np.zeros(len(q), dtype=np.int64)
-    for _ in range(index.depth):
-        left = 2 * node + 1
-        dl = _box_sqdist(q, index.lo[left], index.hi[left])
-        dr = _box_sqdist(q, index.lo[left + 1], index.hi[left + 1])
-        node = np.where(dl <= dr, left, left + 1)
-    leaf = node - ((1 << index.depth) - 1)
-    best = np.full(len(q), np.inf)
-    for j in range(LEAF):
-        np.fmin(best, point_triangle_sqdist(q, index.table[leaf * LEAF + j]), out=best)
-    return best
-
-
-def _distance_block(index: TriangleIndex, q: np.ndarray, max_sq: float) -> np.ndarray:
-    """Squared mesh distance of a block of query points (exact where below ``max_sq``)."""
-    best = np.minimum(_descend(index, q), max_sq)
+def _distance_block(index: TriangleIndex, q: np.ndarray, start_sq: np.ndarray) -> np.ndarray:
+    """Squared mesh distance of a block of query points, given upper bounds ``start_sq``."""
+    best = start_sq.copy()
+    # float32 bounds may round up by a few ulps: compare with a margin so nothing is lost
+    limit = (best * (1 + 1e-4) + 1e-6).astype(np.float32)
+    q32 = q.astype(np.float32)
     qi = np.arange(len(q))
     node = np.zeros(len(q), dtype=np.int64)
     first_leaf = (1 << index.depth) - 1
     for level in range(index.depth + 1):
-        keep = _box_sqdist(q[qi], index.lo[node], index.hi[node]) < best[qi]
+        keep = _node_sqdist(q32[qi], index.nodes[node]) < limit[qi]
         qi, node = qi[keep], node[keep]
         if level < index.depth:
             qi = np.repeat(qi, 2)
@@ -160,7 +176,9 @@ def _distance_block(index: TriangleIndex, q: np.ndarray, max_sq: float) -> np.nd
     return best
 
 
-def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = np.inf) -> np.ndarray:
+def mesh_distance(
+    index: TriangleIndex, queries: np.ndarray, max_dist: float = np.inf, workers: int = -1
+) -> np.ndarray:
     """Exact Euclidean distance from each query point to the mesh.
 
     Distances below ``max_dist`` are exact; larger ones are reported as ``max_dist``
@@ -171,6 +189,18 @@ def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = n
     if index.n_triangles == 0 or len(q) == 0:
         return out
     max_sq = float(max_dist) ** 2 if np.isfinite(max_dist) else np.inf
+    k = min(GUESSES, index.n_triangles)
+    order = _morton_order(q)  # neighbouring queries visit the same nodes: cache friendly
+    qs = q[order]
+    res = np.empty(len(q))
     for s in range(0, len(q), _CHUNK):
-        out[s : s + _CHUNK] = np.sqrt(_distance_block(index, q[s : s + _CHUNK], max_sq))
+        block = qs[s : s + _CHUNK]
+        # upper bound from the triangles of the k nearest centroids, then the certified search
+        _, near = index.tree.query(block, k=k, workers=workers)
+        near = near.reshape(len(block), k)
+        start = np.full(len(block), max_sq)
+        for j in range(k):
+            np.fmin(start, point_triangle_sqdist(block, index.table[near[:, j]]), out=start)
+        res[s : s + _CHUNK] = _distance_block(index, block, start)
+    out[order] = np.sqrt(np.minimum(res, max_sq))
     return out

@@ -54,11 +54,14 @@ def write_crash_report(output_dir: Path, subject: str, run_id: str, key: str, me
     return crash
 
 
-def validate_participants(settings: Settings, run_id: str) -> WorkPlan:
-    """Find every participant's files and validate their surfaces before the graph is built."""
+def validate_participants(settings: Settings, run_id: str, found: tuple[list, list] | None = None) -> WorkPlan:
+    """Find every participant's files (unless ``found`` from ``collect_inputs``) and validate their surfaces.
+
+    Failed participants get a crash report in ``sub-<label>/log/<run-id>/``; nothing else is written.
+    """
     from .. import steps
 
-    ready, failed, _ = collect_inputs(settings)
+    ready, failed = found if found is not None else collect_inputs(settings)[:2]
     plan = WorkPlan(failed=list(failed))
     for p in ready:
         try:

@@ -1,0 +1,207 @@
+"""Checks of a participant's surfaces before any work: fail early with the file and the fix.
+
+:func:`validate_hemisphere` raises :class:`~cor2vox_bids.errors.SurfaceError` naming the file
+for non-finite vertices, face indices out of range, white/pial vertex counts that differ,
+inconsistently wound faces, surfaces outside the T1w field of view, surfaces in the wrong frame
+(shifted by ``c_ras``: FreeSurfer tkr RAS used as scanner RAS or the reverse) and a hemisphere
+on the wrong side. Meshes wound inwards as a whole are flipped in place and reported in the
+returned warnings. :func:`validate_pair` also checks that left and right are not swapped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SurfaceError
+from .surfaces import Hemisphere, Surface
+
+#: fraction of vertices allowed outside the T1w field of view
+FOV_TOLERANCE = 0.01
+#: a hemisphere centroid this far (mm) on the wrong side of the midline is an error
+MIDLINE_MARGIN = 5.0
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Volume enclosed by a closed mesh (mm^3), positive when the faces are wound outwards."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    centre = v.mean(axis=0)  # better conditioned than the origin
+    return float(np.einsum("ij,ij->i", a - centre, np.cross(b - centre, c - centre)).sum() / 6.0)
+
+
+def same_direction_edges(faces: np.ndarray) -> int:
+    """Number of directed edges used twice: 0 for a consistently wound manifold mesh."""
+    f = np.asarray(faces, dtype=np.int64)
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    n = int(directed.max(initial=0)) + 1
+    key = directed[:, 0] * n + directed[:, 1]
+    _, counts = np.unique(key, return_counts=True)
+    return int((counts > 1).sum())
+
+
+def _frame_hint(path: Path | None) -> str:
+    if path is not None and path.name.endswith(".gii"):
+        return "GIFTI surfaces must be in scanner RAS (as sMRIPrep writes them)"
+    return (
+        "FreeSurfer surfaces are in tkr RAS and must be mapped to scanner RAS with the subject's "
+        "mri/orig.mgz (check that the subjects directory and the T1w belong together)"
+    )
+
+
+def check_surface(surf: Surface, name: str) -> list[str]:
+    """Finite vertices, faces in range, consistent winding; flips inward-wound meshes in place."""
+    v, f, path = surf.vertices, surf.faces, surf.path
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise SurfaceError(f"{name} surface has no (n, 3) vertex array (shape {v.shape})", path=path)
+    bad = ~np.isfinite(v).all(axis=1)
+    if bad.any():
+        raise SurfaceError(
+            f"{name} surface has {int(bad.sum())} vertices with NaN/inf coordinates "
+            f"(first: vertex {int(np.flatnonzero(bad)[0])})",
+            path=path,
+        )
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise SurfaceError(f"{name} surface has no (m, 3) face array (shape {f.shape})", path=path)
+    if f.min() < 0 or f.max() >= len(v):
+        raise SurfaceError(
+            f"{name} surface has face indices out of range [{int(f.min())}, {int(f.max())}] "
+            f"for {len(v)} vertices",
+            path=path,
+        )
+    warnings = []
+    mixed = same_direction_edges(f)
+    if mixed:
+        raise SurfaceError(
+            f"{name} surface has inconsistently wound faces ({mixed} edges are traversed in the "
+            "same direction by two faces); re-run the surface reconstruction or repair the mesh",
+            path=path,
+        )
+    if signed_volume(v, f) < 0:
+        surf.faces = np.ascontiguousarray(f[:, ::-1])
+        warnings.append(f"{path or name}: faces were wound inwards (negative volume); fixed by flipping them")
+    return warnings
+
+
+def _t1_frame(t1_img) -> tuple[np.ndarray, tuple[int, int, int], np.ndarray]:
+    aff = np.asarray(t1_img.affine, dtype=np.float64)
+    shape = tuple(int(s) for s in t1_img.shape[:3])
+    return aff, shape, aff[:3, :3] @ (np.asarray(shape, dtype=np.float64) / 2.0) + aff[:3, 3]
+
+
+def _fit(vertices: np.ndarray, t1_img, data: np.ndarray | None, threshold: float) -> tuple[float, float]:
+    """(fraction inside the field of view, fraction inside the head) of the vertices."""
+    aff, shape, _ = _t1_frame(t1_img)
+    inv = np.linalg.inv(aff)
+    ijk = vertices @ inv[:3, :3].T + inv[:3, 3]
+    idx = np.rint(ijk).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    fov = float(inside.mean())
+    if data is None:
+        return fov, fov
+    vals = np.zeros(len(vertices))
+    sel = idx[inside]
+    vals[inside] = data[sel[:, 0], sel[:, 1], sel[:, 2]]
+    return fov, float((vals > threshold).mean())
+
+
+def check_frame(hemi: Hemisphere, t1_img, check_side: bool = True) -> list[str]:
+    """Surfaces inside the T1w field of view and head, not shifted by c_ras, and (with
+    ``check_side``) on their side of the T1w centre."""
+    aff, shape, c_ras = _t1_frame(t1_img)
+    surf = hemi.pial
+    data = np.asanyarray(t1_img.dataobj)
+    data = data[..., 0] if data.ndim == 4 else data
+    data = np.asarray(data, dtype=np.float32)
+    pos = data[data > 0]
+    threshold = 0.05 * float(np.percentile(pos, 99)) if pos.size else 0.0
+    fov, _ = _fit(surf.vertices, t1_img, None, threshold)
+    white = hemi.white.vertices  # the white surface lies in bright voxels, the pial one may not
+    _, head = _fit(white, t1_img, data, threshold)
+    warnings: list[str] = []
+    if np.linalg.norm(c_ras) > 2.0 * float(np.abs(aff[:3, :3]).max()):
+        for sign in (1.0, -1.0):
+            fov_s, _ = _fit(surf.vertices + sign * c_ras, t1_img, None, threshold)
+            _, head_s = _fit(white + sign * c_ras, t1_img, data, threshold)
+            if head_s >= 0.95 and head_s - head > 0.1 and fov_s >= fov:
+                direction = "added to" if sign > 0 else "subtracted from"
+                raise SurfaceError(
+                    f"surfaces of hemisphere {hemi.hemi} fit the T1w only when c_ras "
+                    f"({c_ras[0]:.1f}, {c_ras[1]:.1f}, {c_ras[2]:.1f}) mm is {direction} them "
+                    f"({head:.0%} of vertices in the head as given, {head_s:.0%} shifted): they are "
+                    f"in the wrong frame (tkr RAS vs scanner RAS). {_frame_hint(surf.path)}",
+                    path=surf.path,
+                )
+    if 1.0 - fov > FOV_TOLERANCE:
+        raise SurfaceError(
+            f"{1.0 - fov:.0%} of the pial vertices of hemisphere {hemi.hemi} lie outside the "
+            f"T1w field of view; the surfaces do not belong to this T1w or are in the wrong frame. "
+            f"{_frame_hint(surf.path)}",
+            path=surf.path,
+        )
+    if head < 0.9:
+        warnings.append(
+            f"{hemi.white.path}: only {head:.0%} of the white-surface vertices lie in non-dark T1w voxels; "
+            "check that the surfaces belong to this T1w"
+        )
+    cx = float(hemi.white.vertices[:, 0].mean())
+    wrong_side = (hemi.hemi == "L" and cx > c_ras[0] + MIDLINE_MARGIN) or (
+        hemi.hemi == "R" and cx < c_ras[0] - MIDLINE_MARGIN
+    )
+    if check_side and wrong_side:
+        side = "right" if hemi.hemi == "L" else "left"
+        raise SurfaceError(
+            f"hemisphere {hemi.hemi} lies on the {side} of the T1w centre (centroid x {cx:.1f} mm, "
+            f"centre x {c_ras[0]:.1f} mm): left and right surfaces are swapped",
+            path=hemi.white.path,
+        )
+    return warnings
+
+
+def validate_hemisphere(hemi: Hemisphere, t1_img=None) -> list[str]:
+    """Validate one hemisphere (optionally against its T1w image); return warnings, raise
+    :class:`SurfaceError` for unusable surfaces. Inward-wound meshes are fixed in place."""
+    if hemi.hemi not in ("L", "R"):
+        raise SurfaceError(f"hemisphere must be 'L' or 'R', got {hemi.hemi!r}", path=hemi.white.path)
+    warnings = check_surface(hemi.white, "white") + check_surface(hemi.pial, "pial")
+    n_w, n_p = hemi.white.n_vertices, hemi.pial.n_vertices
+    if n_w != n_p:
+        raise SurfaceError(
+            f"white surface has {n_w} vertices but the pial surface has {n_p}; they must come from "
+            f"the same reconstruction (white: {hemi.white.path})",
+            path=hemi.pial.path,
+        )
+    for what, arr in (("annotation labels", hemi.labels), ("thickness values", hemi.thickness)):
+        if arr is not None and len(arr) != n_w:
+            raise SurfaceError(
+                f"{what} have {len(arr)} entries but the surfaces have {n_w} vertices", path=hemi.white.path
+            )
+    if t1_img is not None:
+        warnings += check_frame(hemi, t1_img)
+    return warnings
+
+
+def validate_pair(lh: Hemisphere, rh: Hemisphere, t1_img=None) -> list[str]:
+    """Validate both hemispheres and check that left and right are not swapped."""
+    if lh.hemi != "L" or rh.hemi != "R":
+        raise SurfaceError(
+            f"expected hemispheres L and R, got {lh.hemi!r} and {rh.hemi!r}", path=lh.white.path
+        )
+    warnings: list[str] = []
+    for hemi in (lh, rh):
+        warnings += validate_hemisphere(hemi, None)
+    xl = float(lh.white.vertices[:, 0].mean())
+    xr = float(rh.white.vertices[:, 0].mean())
+    if xl >= xr:
+        raise SurfaceError(
+            f"the left hemisphere (centroid x {xl:.1f} mm) lies right of the right hemisphere "
+            f"(centroid x {xr:.1f} mm): left and right surfaces are swapped (also check {rh.white.path})",
+            path=lh.white.path,
+        )
+    if t1_img is not None:
+        # the midline between the hemispheres decides the side; then field of view and frame
+        for hemi in (lh, rh):
+            warnings += check_frame(hemi, t1_img, check_side=False)
+    return warnings

@@ -1,0 +1,83 @@
+"""Small synthetic meshes with known geometry for the geometry tests (outward-wound faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def icosphere(subdivisions: int = 3, radius: float = 1.0, center=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Icosahedron subdivided ``subdivisions`` times, vertices projected on the sphere."""
+    t = (1.0 + 5**0.5) / 2.0
+    v = np.array(
+        [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
+         [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=np.float64)
+    f = np.array(
+        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
+         [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8],
+         [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    for _ in range(subdivisions):
+        edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        uniq, inv = np.unique(edges, axis=0, return_inverse=True)
+        mid = v[uniq].mean(axis=1)
+        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+        m = inv.reshape(3, -1).T + len(v)
+        v = np.concatenate([v, mid])
+        a, b, c = f[:, 0], f[:, 1], f[:, 2]
+        ab, bc, ca = m[:, 0], m[:, 1], m[:, 2]
+        f = np.concatenate([np.stack([a, ab, ca], 1), np.stack([b, bc, ab], 1),
+                            np.stack([c, ca, bc], 1), np.stack([ab, bc, ca], 1)])
+    return v * radius + np.asarray(center, dtype=np.float64), f
+
+
+def ellipsoid(axes=(3.0, 2.0, 1.5), subdivisions: int = 3, center=(0.0, 0.0, 0.0)):
+    """Icosphere scaled along x, y, z by ``axes``."""
+    v, f = icosphere(subdivisions)
+    return v * np.asarray(axes, dtype=np.float64) + np.asarray(center, dtype=np.float64), f
+
+
+def torus(major: float = 3.0, minor: float = 1.0, n_major: int = 48, n_minor: int = 24, center=(0.0, 0.0, 0.0)):
+    """Torus around the z axis, outward-wound quads split in two triangles."""
+    u = np.arange(n_major) * 2 * np.pi / n_major
+    w = np.arange(n_minor) * 2 * np.pi / n_minor
+    uu, ww = np.meshgrid(u, w, indexing="ij")
+    x = (major + minor * np.cos(ww)) * np.cos(uu)
+    y = (major + minor * np.cos(ww)) * np.sin(uu)
+    z = minor * np.sin(ww)
+    v = np.stack([x, y, z], -1).reshape(-1, 3) + np.asarray(center, dtype=np.float64)
+    i, j = np.meshgrid(np.arange(n_major), np.arange(n_minor), indexing="ij")
+    a = i * n_minor + j
+    b = ((i + 1) % n_major) * n_minor + j
+    c = ((i + 1) % n_major) * n_minor + (j + 1) % n_minor
+    d = i * n_minor + (j + 1) % n_minor
+    f = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return v, f
+
+
+def combine(*meshes):
+    """Concatenate meshes into one vertex/face array pair."""
+    vs, fs, off = [], [], 0
+    for v, f in meshes:
+        vs.append(v)
+        fs.append(f + off)
+        off += len(v)
+    return np.concatenate(vs), np.concatenate(fs)
+
+
+def shell(r_out: float, r_in: float, subdivisions: int = 3, center=(0.0, 0.0, 0.0)):
+    """Hollow ball: outer sphere outward-wound, inner sphere wound inward (a closed solid)."""
+    vo, fo = icosphere(subdivisions, r_out, center)
+    vi, fi = icosphere(subdivisions, r_in, center)
+    return combine((vo, fo), (vi, fi[:, ::-1]))
+
+
+def brute_force_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Reference exact point-mesh distance by sampling every triangle densely plus the
+    closed-form distance to each triangle's plane/edges (slow, for small meshes only)."""
+    from cor2vox_bids.geometry._closest import _triangle_table, point_triangle_sqdist
+
+    tab = _triangle_table(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]])
+    out = np.empty(len(points))
+    for k, p in enumerate(points):
+        out[k] = np.sqrt(point_triangle_sqdist(np.broadcast_to(p, (len(tab), 3)), tab).min())
+    return out
