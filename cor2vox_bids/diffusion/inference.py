@@ -101,8 +101,10 @@ def synthesize(model: UNet3D, config: Mapping, condition: torch.Tensor, seeds: S
     total = len(seeds) * len(schedule.timesteps(steps))
     done = [0]
 
+    inp = torch.cat([y, cond], dim=1).contiguous(memory_format=memfmt)  # channel 0 is rewritten per step
+
     def predict(x: torch.Tensor, t: int) -> torch.Tensor:
-        inp = torch.cat([x, cond], dim=1).contiguous(memory_format=memfmt)
+        inp[:, :1].copy_(x)
         with autocast(prec, dev):
             out = model(inp, torch.full((1,), t, device=dev, dtype=torch.long))
         done[0] += 1

@@ -305,6 +305,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
             return (float(np.mean(ss)), float(np.mean(ms))) if ss else (math.nan, math.nan)
 
         bar = _progress_bar(steps, step, progress)
+        say = bar.write if bar is not None and log is print else log  # keep the bar intact
         micro = batch_size * accumulation
         n = len(train_set)
         t_last = time.perf_counter()
@@ -355,7 +356,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                 vs, vm = validate()
                 logf.set_val(step, vs, vm)
                 _plot_loss(logf.rows, out / "loss_curve.png")
-                log(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f}, val MAE {vm:.4f}")
+                say(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f}, val MAE {vm:.4f}")
                 t_last = time.perf_counter()  # validation time is not training time
             if step % checkpoint_every == 0 or step == steps:
                 save_state()

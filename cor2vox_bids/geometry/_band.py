@@ -6,9 +6,10 @@ A scan conversion of characteristic regions, certified by first-order optimality
   prism over ``f`` (``p - x`` is along the normal);
 * if ``x`` is inside an edge, ``p - x`` is orthogonal to the edge and points away from both
   faces of the edge (into the wedge on the edge's convex side);
-* if ``x`` is a vertex, that vertex is the nearest vertex of ``p`` (a KD-tree query).
+* if ``x`` is a vertex, ``p - x`` makes an obtuse angle with every edge leaving the vertex
+  (a polyhedral cone, bounded for scanning by the cone of three well-spread edges).
 
-Prisms and wedges are small convex polytopes (five half-spaces each) given to :func:`_scan`, which lists
+Prisms, wedges and cones are small convex polytopes given to :func:`_scan`, which lists
 the voxel centres inside it column by column. Candidates are scored with the exact
 point-to-triangle distance and reduced with a minimum per voxel, so the result is the exact
 distance of every voxel within ``band_mm`` of the mesh. Boundary and non-manifold edges (absent
@@ -18,9 +19,9 @@ from closed surfaces) get a cylinder of their own.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ._closest import _triangle_table, point_triangle_sqdist
+from ._linalg import transform, voxel_centres
 
 _EPS = 1e-6  # mm: slack of every half-space (regions are supersets; slack only adds candidates)
 _BLOCK = 1 << 18  # (region, column) pairs per vectorised block
@@ -33,31 +34,25 @@ def _unit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _edge_topology(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours across edges. Edge ``k`` of a face runs from corner ``k+1`` to ``k+2``.
+    """Neighbours across edges. Edge ``k`` of face ``i`` (directed edge ``3 i + k``) runs from
+    corner ``k+1`` to ``k+2``.
 
-    Returns ``other`` (m, 3): the face across edge k (-1 on boundary and non-manifold edges) and
-    ``special`` (m, 3): True on boundary and non-manifold edges."""
-    m = len(faces)
+    Returns ``partner`` (3m,): the directed edge of the other face on the same edge (-1 on
+    boundary and non-manifold edges) and ``unique`` (E, 2): the undirected edges (low, high)."""
     a = faces[:, [1, 2, 0]].reshape(-1)
     b = faces[:, [2, 0, 1]].reshape(-1)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     key = lo * (int(faces.max(initial=0)) + 1) + hi
     order = np.argsort(key, kind="stable")
     ks = key[order]
-    start = np.r_[True, ks[1:] != ks[:-1]]
-    group = np.cumsum(start) - 1
-    size = np.bincount(group)[group]
-    other = np.full(3 * m, -1, dtype=np.int64)
-    pair = size == 2
-    # in a group of two, each member's partner is the other one
-    first = np.flatnonzero(start)
-    idx_first = order[first[size[first] == 2]]
-    idx_second = order[first[size[first] == 2] + 1]
-    other[idx_first] = idx_second // 3
-    other[idx_second] = idx_first // 3
-    special = np.zeros(3 * m, dtype=bool)
-    special[order[~pair]] = True
-    return other.reshape(m, 3), special.reshape(m, 3)
+    first = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    size = np.diff(np.r_[first, len(ks)])
+    partner = np.full(len(key), -1, dtype=np.int64)
+    two = first[size == 2]
+    partner[order[two]] = order[two + 1]
+    partner[order[two + 1]] = order[two]
+    unique = np.stack([lo[order[first]], hi[order[first]]], axis=1)
+    return partner, unique[unique[:, 0] != unique[:, 1]]
 
 
 def _scan(
@@ -121,21 +116,72 @@ def _scan(
 def _to_index_planes(normals: np.ndarray, offsets: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """World half-spaces ``n.p <= c`` -> index-space rows ``(a, b)`` with ``a.x <= b``."""
     lin, t = affine[:3, :3], affine[:3, 3]
-    a = normals @ lin  # (n.M) x
-    b = offsets - normals @ t
+    a = np.einsum("...j,jk->...k", normals, lin)  # (n.M) x
+    b = offsets - np.einsum("...j,j->...", normals, t)
     return np.concatenate([a, b[..., None]], axis=-1)
 
 
 def _world_box_to_index(lo: np.ndarray, hi: np.ndarray, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index-space bounding box of world boxes (all 8 corners mapped)."""
-    out_lo = np.full(lo.shape, np.inf)
-    out_hi = np.full(lo.shape, -np.inf)
-    for corner in range(8):
-        c = np.where([(corner >> k) & 1 for k in range(3)], hi, lo)
-        x = c @ inv[:3, :3].T + inv[:3, 3]
-        np.minimum(out_lo, x, out=out_lo)
-        np.maximum(out_hi, x, out=out_hi)
-    return out_lo, out_hi
+    centre = transform(0.5 * (lo + hi), inv)
+    half = np.einsum("...j,ij->...i", 0.5 * (hi - lo), np.abs(inv[:3, :3]))
+    return centre - half, centre + half
+
+
+MAX_DEGREE = 16  # vertex cones keep at most this many edge constraints (fewer = a superset)
+
+
+def _vertex_regions(v: np.ndarray, ids: np.ndarray, edges: np.ndarray, B: float):
+    """Half-spaces (n, D+1, 3), offsets (n, D+1) and world boxes of the cones of vertices
+    ``ids`` capped at ``B``; ``edges`` (n, D, 3) their edge vectors, zero-padded."""
+    nv = len(ids)
+    D = edges.shape[1]
+    v = v[ids]
+    unit, _ = _unit(edges)
+    # three spread edges: the first, the most opposite to it, the most out of their plane
+    a = unit[:, 0]
+    b = unit[np.arange(nv), np.argmin(np.einsum("nki,ni->nk", unit, a), axis=1)]
+    ab = np.cross(a, b)
+    c = unit[np.arange(nv), np.argmax(np.abs(np.einsum("nki,ni->nk", unit, ab)), axis=1)]
+    rays = []
+    for x, y, z in ((a, b, c), (b, c, a), (c, a, b)):
+        r, _ = _unit(np.cross(x, y))
+        rays.append(r * np.where(np.einsum("ni,ni->n", r, z) > 0, -1.0, 1.0)[:, None])
+    rays = np.stack(rays, axis=1)  # (n, 3, 3) extreme rays of the 3-edge cone
+    pn, pok = _unit(np.cross(rays[:, 1] - rays[:, 0], rays[:, 2] - rays[:, 0]))
+    h = np.abs(np.einsum("ni,ni->n", pn, rays[:, 0]))
+    indep = np.abs(np.einsum("ni,ni->n", np.cross(a, b), c)) > 1e-9
+    tight = pok & indep & (h > 0.05)
+    hi = rays.max(axis=1)
+    lo = rays.min(axis=1)
+    hi = np.where(hi > 0, hi / np.where(tight, h, 1.0)[:, None], hi)
+    lo = np.where(lo < 0, lo / np.where(tight, h, 1.0)[:, None], lo)
+    hi = np.where(tight[:, None], np.clip(hi, 0.0, 1.0), 1.0)
+    lo = np.where(tight[:, None], np.clip(lo, -1.0, 0.0), -1.0)
+    axis, axis_ok = _unit(rays.sum(axis=1))
+    axis[~(tight & axis_ok)] = 0.0  # no cap: 0 <= B always holds
+    normals = np.concatenate([unit[:, :D], axis[:, None]], axis=1)
+    offs = np.concatenate(
+        [np.einsum("nki,ni->nk", unit[:, :D], v) + _EPS, (np.einsum("ni,ni->n", axis, v) + B + _EPS)[:, None]], axis=1
+    )
+    return normals, offs, v + B * lo - 2 * _EPS, v + B * hi + 2 * _EPS
+
+
+def _inward(v: np.ndarray, f: np.ndarray, dedge: np.ndarray):
+    """Start, end, unit direction and unit inward normal (in the face, orthogonal to the edge)
+    of directed edges ``3 * face + k`` (edge k runs from corner k+1 to corner k+2)."""
+    face, k = dedge // 3, dedge % 3
+    p0 = v[f[face, (k + 1) % 3]]
+    p1 = v[f[face, (k + 2) % 3]]
+    rel = v[f[face, k]] - p0
+    t, _ = _unit(p1 - p0)
+    u, _ = _unit(rel - np.einsum("ri,ri->r", rel, t)[:, None] * t)
+    return p0, p1, t, u
+
+
+def _chunks(n: int, size: int = 1 << 15):
+    for s in range(0, n, size):
+        yield slice(s, min(n, s + size))
 
 
 def band_distance(
@@ -144,67 +190,50 @@ def band_distance(
     affine: np.ndarray,
     shape: tuple[int, int, int],
     band_mm: float,
-    extra_voxels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere.
-
-    ``extra_voxels`` (flat indices) also get their nearest-vertex distance considered (the
-    caller passes the voxels it believes near the surface).
-    """
+    """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere."""
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     aff = np.asarray(affine, dtype=np.float64)
     inv = np.linalg.inv(aff)
-    n_vox = int(np.prod(shape))
-    out = np.full(n_vox, np.inf, dtype=np.float32)
+    out = np.full(int(np.prod(shape)), np.inf, dtype=np.float32)
     B = float(band_mm)
-    pa, pb, pc = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    corners = np.stack([pa, pb, pc], axis=1)  # (m, 3, 3)
-    nrm, ok = _unit(np.cross(pb - pa, pc - pa))
-    other, special = _edge_topology(f)
-    # edge k runs from corner k+1 to corner k+2, opposite corner k
-    p_start = corners[:, [1, 2, 0]]
-    p_end = corners[:, [2, 0, 1]]
-    opp = corners
-    t, _ = _unit(p_end - p_start)
-    u_in, _ = _unit(opp - p_start - np.einsum("mki,mki->mk", opp - p_start, t)[..., None] * t)
-    # the other face's inward direction at the shared edge, and its opposite vertex
-    g = np.where(other >= 0, other, 0)
-    # opposite vertex of face g across the shared edge: the vertex of g not on the edge
-    fg = f[g]  # (m, 3, 3) vertex ids
-    e0 = f[:, [1, 2, 0]]
-    e1 = f[:, [2, 0, 1]]
-    not_on_edge = (fg != e0[..., None]) & (fg != e1[..., None])
-    opp_g_id = np.take_along_axis(fg, np.argmax(not_on_edge, axis=2)[..., None], axis=2)[..., 0]
-    opp_g = v[opp_g_id]
-    u_g, _ = _unit(opp_g - p_start - np.einsum("mki,mki->mk", opp_g - p_start, t)[..., None] * t)
-    manifold = (other >= 0) & ~special
-    table = _triangle_table(pa, pb, pc)
+    partner, unique_edges = _edge_topology(f)
+
+    def scan_score(normals, offs, box_lo, box_hi, table, ids):
+        ilo, ihi = _world_box_to_index(box_lo - 2 * _EPS, box_hi + 2 * _EPS, inv)
+        reg, vox = _scan(_to_index_planes(normals, offs, aff), ilo, ihi, shape)
+        _score(out, vox, ids[reg], table, aff, shape)
+
     # faces: the prism over each face, both sides, walls orthogonal to the face
-    fo = np.flatnonzero(ok)
-    n = nrm[fo]
-    hn = np.einsum("ri,ri->r", n, pa[fo])
-    ui, ps = u_in[fo], p_start[fo]
-    normals = np.concatenate([n[:, None], -n[:, None], -ui], axis=1)  # (R, 5, 3)
-    offs = np.concatenate(
-        [(hn + B + _EPS)[:, None], (-hn + B + _EPS)[:, None], -np.einsum("rki,rki->rk", ui, ps) + _EPS], axis=1
-    )
-    tri = corners[fo]
-    reach = B * np.abs(n) + 2 * _EPS
-    ilo, ihi = _world_box_to_index(tri.min(axis=1) - reach, tri.max(axis=1) + reach, inv)
-    reg, vox = _scan(_to_index_planes(normals, offs, aff), ilo, ihi, shape)
-    _score(out, vox, fo[reg], table, aff, shape)
+    for sl in _chunks(len(f)):
+        fb = np.arange(sl.start, sl.stop)
+        pa, pb, pc = v[f[fb, 0]], v[f[fb, 1]], v[f[fb, 2]]
+        n, ok = _unit(np.cross(pb - pa, pc - pa))
+        fb, pa, pb, pc, n = fb[ok], pa[ok], pb[ok], pc[ok], n[ok]
+        walls = [_inward(v, f, 3 * fb + k) for k in range(3)]
+        ui = np.stack([w[3] for w in walls], axis=1)
+        p0 = np.stack([w[0] for w in walls], axis=1)
+        hn = np.einsum("ri,ri->r", n, pa)
+        normals = np.concatenate([n[:, None], -n[:, None], -ui], axis=1)
+        offs = np.concatenate(
+            [(hn + B)[:, None], (B - hn)[:, None], -np.einsum("rki,rki->rk", ui, p0)], axis=1) + _EPS
+        tri = np.stack([pa, pb, pc], axis=1)
+        reach = B * np.abs(n)
+        table = _triangle_table(pa, pb, pc)
+        scan_score(normals, offs, tri.min(axis=1) - reach, tri.max(axis=1) + reach, table, np.arange(len(fb)))
     # convex edges: the wedge between the prisms of their two faces, on the convex side
-    fe, ke = np.nonzero(manifold & (other > np.arange(len(f))[:, None]))
-    uf, ug = u_in[fe, ke], u_g[fe, ke]
-    w, w_ok = _unit(-(uf + ug))
-    fe, ke, uf, ug, w = fe[w_ok], ke[w_ok], uf[w_ok], ug[w_ok], w[w_ok]
-    if len(fe):
-        a0, a1, te = p_start[fe, ke], p_end[fe, ke], t[fe, ke]
+    rep = np.flatnonzero(partner > np.arange(len(partner)))  # each manifold edge once
+    for sl in _chunks(len(rep)):
+        de = rep[sl]
+        a0, a1, te, uf = _inward(v, f, de)
+        ug = _inward(v, f, partner[de])[3]
+        w, w_ok = _unit(-(uf + ug))
+        a0, a1, te, uf, ug, w = a0[w_ok], a1[w_ok], te[w_ok], uf[w_ok], ug[w_ok], w[w_ok]
         r1, _ = _unit(np.cross(te, uf))
-        r1 *= np.sign(np.einsum("ri,ri->r", r1, w) + 1e-300)[:, None]
+        r1 *= np.where(np.einsum("ri,ri->r", r1, w) < 0, -1.0, 1.0)[:, None]
         r2, _ = _unit(np.cross(te, ug))
-        r2 *= np.sign(np.einsum("ri,ri->r", r2, w) + 1e-300)[:, None]
+        r2 *= np.where(np.einsum("ri,ri->r", r2, w) < 0, -1.0, 1.0)[:, None]
         cos_half = np.minimum(np.einsum("ri,ri->r", r1, w), np.einsum("ri,ri->r", r2, w))
         normals = np.stack([-te, te, uf, ug, w], axis=1)
         offs = np.stack(
@@ -213,33 +242,35 @@ def band_distance(
         cap_lo, cap_hi = np.minimum(a0, a1) - B, np.maximum(a0, a1) + B
         reach = (B / np.maximum(cos_half, 1e-3))[:, None]
         pts = np.stack([a0, a1, a0 + reach * r1, a0 + reach * r2, a1 + reach * r1, a1 + reach * r2], axis=1)
-        wide = (cos_half < 0.2)[:, None]
-        box_lo = np.where(wide, cap_lo, np.maximum(pts.min(axis=1), cap_lo)) - 2 * _EPS
-        box_hi = np.where(wide, cap_hi, np.minimum(pts.max(axis=1), cap_hi)) + 2 * _EPS
-        ilo, ihi = _world_box_to_index(box_lo, box_hi, inv)
-        reg, vox = _scan(_to_index_planes(normals, offs, aff), ilo, ihi, shape)
-        _score(out, vox, reg, _triangle_table(a0, a1, a1), aff, shape)
+        wide = (cos_half < 0.2)[:, None]  # wedges wider than ~156 degrees: the cap's box
+        box_lo = np.where(wide, cap_lo, np.maximum(pts.min(axis=1), cap_lo))
+        box_hi = np.where(wide, cap_hi, np.minimum(pts.max(axis=1), cap_hi))
+        scan_score(normals, offs, box_lo, box_hi, _triangle_table(a0, a1, a1), np.arange(len(a0)))
     # boundary and non-manifold edges: a cylinder each, scored as degenerate triangles
-    se = np.argwhere(special)
-    if len(se):
-        a0, a1 = p_start[se[:, 0], se[:, 1]], p_end[se[:, 0], se[:, 1]]
-        tt_, _ = _unit(a1 - a0)
-        normals = np.stack([-tt_, tt_], axis=1)
-        offs = np.stack([-np.einsum("ri,ri->r", tt_, a0) + _EPS, np.einsum("ri,ri->r", tt_, a1) + _EPS], axis=1)
-        planes = _to_index_planes(normals, offs, aff)
-        ilo, ihi = _world_box_to_index(np.minimum(a0, a1) - B, np.maximum(a0, a1) + B, inv)
-        reg, vox = _scan(planes, ilo, ihi, shape)
-        seg_table = _triangle_table(a0, a1, a1)
-        _score(out, vox, reg, seg_table, aff, shape)
-    # vertices: the nearest vertex of every voxel reached so far or suggested by the caller
-    cand = np.flatnonzero(out <= B)
-    if extra_voxels is not None:
-        cand = np.union1d(cand, extra_voxels)
-    if len(cand):
-        ijk = np.stack(np.unravel_index(cand, shape), axis=1).astype(np.float64)
-        world = ijk @ aff[:3, :3].T + aff[:3, 3]
-        dv, _ = cKDTree(v).query(world, k=1, distance_upper_bound=B * (1 + 1e-9) + _EPS, workers=-1)
-        np.minimum.at(out, cand, dv.astype(np.float32))
+    special = np.flatnonzero(partner < 0)
+    for sl in _chunks(len(special)):
+        a0, a1, te, _ = _inward(v, f, special[sl])
+        normals = np.stack([-te, te], axis=1)
+        offs = np.stack([-np.einsum("ri,ri->r", te, a0), np.einsum("ri,ri->r", te, a1)], axis=1) + _EPS
+        scan_score(normals, offs, np.minimum(a0, a1) - B, np.maximum(a0, a1) + B,
+                   _triangle_table(a0, a1, a1), np.arange(len(a0)))
+    # vertices: the cone of directions pointing away from every incident edge
+    src = np.concatenate([unique_edges[:, 0], unique_edges[:, 1]])
+    dst = np.concatenate([unique_edges[:, 1], unique_edges[:, 0]])
+    order = np.argsort(src, kind="stable")
+    src, dst = src[order], dst[order]
+    deg = np.bincount(src, minlength=len(v))
+    start = np.cumsum(deg) - deg
+    D = int(max(3, min(deg.max(initial=0), MAX_DEGREE)))
+    for sl in _chunks(len(v)):
+        ids = np.arange(sl.start, sl.stop)
+        dg = np.minimum(deg[ids], D)
+        row = np.repeat(np.arange(len(ids)), dg)
+        rank = np.arange(int(dg.sum())) - np.repeat(np.cumsum(dg) - dg, dg)
+        edges = np.zeros((len(ids), D, 3))
+        edges[row, rank] = v[dst[start[ids][row] + rank]] - v[ids][row]
+        normals, offs, box_lo, box_hi = _vertex_regions(v, ids, edges, B)
+        scan_score(normals, offs, box_lo, box_hi, _triangle_table(v[ids], v[ids], v[ids]), np.arange(len(ids)))
     out[out > B] = np.inf
     return out
 
@@ -250,7 +281,6 @@ def _score(out: np.ndarray, vox: np.ndarray, tri: np.ndarray, table: np.ndarray,
     step = 1 << 16
     for s in range(0, len(vox), step):
         vv, tt = vox[s : s + step], tri[s : s + step]
-        ijk = np.stack(np.unravel_index(vv, shape), axis=1).astype(np.float64)
-        world = ijk @ aff[:3, :3].T + aff[:3, 3]
+        world = voxel_centres(vv, shape, aff)
         d = np.sqrt(point_triangle_sqdist(world, table[tt])).astype(np.float32)
         np.minimum.at(out, vv, d)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ._linalg import transform
+
 
 @dataclass(frozen=True)
 class ModelGrid:
@@ -65,7 +67,7 @@ class ModelGrid:
     def world_coordinates(self) -> np.ndarray:
         """World coordinates of every voxel centre, float64 array of shape ``shape + (3,)``."""
         ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in self.shape], indexing="ij"), -1)
-        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return transform(ijk, self.affine)
 
 
 def resample(volume: np.ndarray, affine: np.ndarray, grid: ModelGrid, order: int = 1) -> np.ndarray:

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import MissingParticipantFileError, SurfaceError
+from ._linalg import transform
 
 HEMIS = ("L", "R")
 _FS_PREFIX = {"L": "lh", "R": "rh"}
@@ -41,8 +42,7 @@ class Surface:
 
     def transformed(self, matrix: np.ndarray) -> Surface:
         """A copy with vertices mapped through the 4x4 ``matrix``."""
-        m = np.asarray(matrix, dtype=np.float64)
-        return Surface(self.vertices @ m[:3, :3].T + m[:3, 3], self.faces.copy(), self.path)
+        return Surface(transform(self.vertices, matrix), self.faces.copy(), self.path)
 
 
 @dataclass
@@ -136,6 +136,11 @@ def read_morph(path: str | Path) -> np.ndarray:
     path = _require(Path(path))
     try:
         data = nib.freesurfer.read_morph_data(str(path))
+        with open(path, "rb") as fh:  # nibabel returns a short array for a truncated file
+            head = fh.read(7)
+        expected = int.from_bytes(head[3:7], "big") if head[:3] == b"\xff\xff\xff" else len(data)
+        if len(data) != expected:
+            raise ValueError(f"header announces {expected} values, file holds {len(data)}")
     except Exception as exc:
         raise SurfaceError(f"unreadable or truncated morphometry file ({exc})", path=path) from exc
     return np.asarray(data, dtype=np.float32)

@@ -173,6 +173,16 @@ def job_name_of(node) -> str:
     return slurm.job_name(parts)
 
 
+def log_dir_of(graph) -> str | None:
+    """``WORK/<workflow>/batch``: where job logs go (MapNode items' own batch folders are emptied when the
+    MapNode collects them, so every log goes to the top one)."""
+    for node in graph.nodes():
+        hierarchy = getattr(node, "_hierarchy", None)
+        if hierarchy and node.base_dir:
+            return os.path.join(node.base_dir, hierarchy.split(".")[0], "batch")
+    return None
+
+
 def _has_output_option(tokens: list[str]) -> bool:
     return _sets_option(tokens, ("-o", "--output", "-e", "--error"))
 
@@ -213,6 +223,7 @@ class Cor2voxSLURMPlugin(_SLURMPlugin):
         self._sbatch_args = str(plugin_args.get("sbatch_args") or "")
         self.submitted: list[str] = []
         self._started = time.monotonic()
+        self._log_dir: str | None = None
 
     def __str__(self) -> str:
         return "SLURM"
@@ -220,6 +231,7 @@ class Cor2voxSLURMPlugin(_SLURMPlugin):
     def run(self, graph, config, updatehash=False):
         if self.options.node_resources:
             apply_node_requests(graph, self._sbatch_args)
+        self._log_dir = log_dir_of(graph)
         self._started = time.monotonic()
         config = dict(config)
         config["execution"] = {**config["execution"], "poll_sleep_duration": self.options.poll_interval}
@@ -230,7 +242,9 @@ class Cor2voxSLURMPlugin(_SLURMPlugin):
                         f" ({', '.join(self.submitted)})" if self.submitted else "")
 
     def _submit_batchtask(self, scriptfile, node):
-        args = _batch_args(self._sbatch_args, node, os.path.dirname(scriptfile))
+        log_dir = self._log_dir or os.path.dirname(scriptfile)
+        os.makedirs(log_dir, exist_ok=True)
+        args = _batch_args(self._sbatch_args, node, log_dir)
         try:
             job = slurm.sbatch(args, scriptfile, retries=self._max_tries, retry_wait=self._retry_timeout)
         except SchedulerError as exc:
@@ -289,6 +303,8 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
                 done[idx] = node_completed_status(node) and all(done.get(d, False) for d in dependencies.get(idx, []))
         jobs: dict[int, str] = {}
         names: dict[str, str] = {}
+        log_dir = os.path.join(nodes[0].base_dir, nodes[0]._hierarchy.split(".")[0], "batch") \
+            if nodes and nodes[0]._hierarchy and nodes[0].base_dir else os.path.dirname(pyfiles[0])
         for idx, pyscript in enumerate(pyfiles):
             node = nodes[idx]
             if done.get(idx):
@@ -298,7 +314,7 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
             script = os.path.join(batch_dir, "batchscript_%s.sh" % os.path.splitext(fname)[0])
             with open(script, "w") as fp:
                 fp.write("\n".join((template.rstrip("\n"), shlex.join([sys.executable, pyscript]))) + "\n")
-            args = _batch_args(self._sbatch_args, node, batch_dir)
+            args = _batch_args(self._sbatch_args, node, log_dir)
             after = [jobs[d] for d in dependencies.get(idx, []) if d in jobs]
             if after:
                 args = [f"--dependency=afterok:{':'.join(after)}", *args]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from cor2vox_bids.diffusion.checkpoint import make_model_config
-from cor2vox_bids.diffusion.unet import UNet3D, UNetConfig
+from cor2vox_bids.diffusion.unet import UNetConfig
 
 def tiny_arch(size: int = 16, base: int = 8) -> UNetConfig:
     """Two-level UNet without attention (≈25 k parameters)."""

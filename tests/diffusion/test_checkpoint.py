@@ -52,7 +52,7 @@ def test_damaged_weights_refused(folder, damage):
     w = folder / "model.safetensors"
     data = bytearray(w.read_bytes())
     if damage == "flip":
-        data[len(data) - 100] ^= 0x01  # one bit of one weight
+        data[len(data) - 100] ^= 0xFF  # one byte of one weight
     else:
         data = data[: len(data) - 1000]
     w.write_bytes(bytes(data))

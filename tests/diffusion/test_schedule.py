@@ -57,7 +57,8 @@ def test_q_sample_per_batch_timesteps():
     s = BridgeSchedule()
     x0, y = torch.zeros(2, 1, 2, 2, 2), torch.ones(2, 1, 2, 2, 2)
     out = s.q_sample(x0, y, torch.tensor([0, 999]), torch.zeros_like(x0))
-    assert torch.allclose(out[0], torch.full_like(out[0], 0.001)) and torch.allclose(out[1], torch.full_like(out[1], 0.999))
+    assert torch.allclose(out[0], torch.full_like(out[0], 0.001))
+    assert torch.allclose(out[1], torch.full_like(out[1], 0.999))
 
 
 @pytest.mark.parametrize("t,tp", [(999, 874), (124, 1), (1, 0), (500, 499), (999, 0)])

@@ -81,3 +81,42 @@ def brute_force_distance(points: np.ndarray, vertices: np.ndarray, faces: np.nda
     for k, p in enumerate(points):
         out[k] = np.sqrt(point_triangle_sqdist(np.broadcast_to(p, (len(tab), 3)), tab).min())
     return out
+
+
+def write_subject(root, c_ras=(30.0, -40.0, 25.0), shift_l=(-32.0, 0.0, 0.0), shift_r=(32.0, 0.0, 0.0),
+                  subdivisions: int = 2, write_orig: bool = True):
+    """A tiny FreeSurfer-like subject: spherical white/pial surfaces in tkr RAS, a 96^3 2 mm
+    ``mri/orig.mgz`` (and ``T1.mgz``) whose c_ras is ``c_ras``, a bright head ball of radius 70 mm
+    around the volume centre, ``?h.thickness`` and a two-region ``?h.aparc.annot``.
+
+    Returns (subject_dir, t1_image, c_ras)."""
+    from pathlib import Path
+
+    import nibabel as nib
+
+    root = Path(root)
+    for d in ("surf", "mri", "label"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    shape = (96, 96, 96)
+    c_ras = np.asarray(c_ras, dtype=np.float64)
+    aff = np.eye(4)
+    aff[:3, :3] = [[-2.0, 0, 0], [0, 0, 2.0], [0, -2.0, 0]]  # LIA, as FreeSurfer's conformed volumes
+    aff[:3, 3] = c_ras - aff[:3, :3] @ (np.asarray(shape) / 2.0)
+    ijk = np.indices(shape).reshape(3, -1).T
+    world = ijk @ aff[:3, :3].T + aff[:3, 3]
+    data = np.where(np.linalg.norm(world - c_ras, axis=1) < 70.0, 100.0, 0.0).reshape(shape).astype(np.float32)
+    img = nib.MGHImage(data, aff)
+    if write_orig:
+        nib.save(img, str(root / "mri" / "orig.mgz"))
+    nib.save(img, str(root / "mri" / "T1.mgz"))
+    for hemi, shift in (("lh", shift_l), ("rh", shift_r)):
+        v, f = icosphere(subdivisions)
+        centre = np.asarray(shift, dtype=np.float64)  # tkr RAS: relative to the volume centre
+        nib.freesurfer.write_geometry(str(root / "surf" / f"{hemi}.white"), v * 20.0 + centre, f.astype(np.int32))
+        nib.freesurfer.write_geometry(str(root / "surf" / f"{hemi}.pial"), v * 24.0 + centre, f.astype(np.int32))
+        nib.freesurfer.write_morph_data(str(root / "surf" / f"{hemi}.thickness"), np.full(len(v), 4.0, np.float32))
+        labels = (v[:, 2] > 0).astype(np.int32)  # 0 = unknown (z <= 0), 1 = precentral
+        ctab = np.array([[25, 5, 25, 0, 1639705], [60, 20, 220, 0, 14423100]], dtype=np.int32)
+        nib.freesurfer.write_annot(str(root / "label" / f"{hemi}.aparc.annot"), labels, ctab,
+                                   [b"unknown", b"precentral"], fill_ctab=True)
+    return root, img, c_ras

@@ -81,21 +81,6 @@ def test_slurm_plugin_same_images_named_jobs_and_rerun_submits_nothing(reference
     assert {j for j, *_ in completed_jobs()} - before == {j for j, *_ in jobs}
 
 
-def test_slurmgraph_waits_for_its_jobs(reference, slurm_demo, tiny_model, tmp_path):
-    plugin = plugin_file(tmp_path, "SLURMGraph", sbatch_args=None)  # no plugin_args: Nipype would fail
-    out, work = tmp_path / "out", tmp_path / "work"
-    with timed("SLURMGraph run"):
-        res = cor2vox(slurm_demo["bids"], out, "participant", "-w", work, "--use-plugin", plugin,
-                      *common_args(tiny_model), env=env_without_logname())
-    assert res.returncode == 0, res.stderr[-4000:]
-    assert synth_arrays(out) == reference  # it returned only after the jobs wrote the outputs
-    assert submitted(res.stderr) >= 10
-    again = cor2vox(slurm_demo["bids"], out, "participant", "-w", work, "--use-plugin", plugin,
-                    *common_args(tiny_model), env=env_without_logname())
-    assert again.returncode == 0, again.stderr[-4000:]
-    assert submitted(again.stderr) == 0
-
-
 def _break_surface(bids: Path) -> Path:
     pial = bids / "derivatives" / "freesurfer" / "sub-02" / "surf" / "lh.pial"
     data = pial.read_bytes()
@@ -104,41 +89,27 @@ def _break_surface(bids: Path) -> Path:
     return pial
 
 
-def test_broken_surface_fails_only_that_participant(reference, slurm_demo, tiny_model, tmp_path):
+def test_slurmgraph_waits_and_a_broken_participant_fails_alone(reference, slurm_demo, tiny_model, tmp_path):
+    """SLURMGraph without plugin_args (Nipype's own would raise AttributeError), whose Nipype plugin returns
+    right after submitting: cor2vox waits. sub-02's truncated surface leaves it out before the graph (crash
+    file, exit 16); sub-01 finishes with the reference image. A rerun submits nothing."""
     bids = tmp_path / "bids"
     shutil.copytree(slurm_demo["bids"], bids, symlinks=True)
     _break_surface(bids)
-    out = tmp_path / "out"
-    res = cor2vox(bids, out, "participant", "-w", tmp_path / "work", "--use-plugin",
-                  plugin_file(tmp_path, "SLURM"), *common_args(tiny_model))
+    plugin = plugin_file(tmp_path, "SLURMGraph", sbatch_args=None)
+    out, work = tmp_path / "out", tmp_path / "work"
+    with timed("SLURMGraph run (1 participant + 1 broken)"):
+        res = cor2vox(bids, out, "participant", "-w", work, "--use-plugin", plugin, *common_args(tiny_model),
+                      env=env_without_logname())
     assert res.returncode == 16, res.stderr[-4000:]
     assert "sub-02" in res.stderr and "lh.pial" in res.stderr
-    images = synth_arrays(out)
-    assert list(images) == ["sub-01/anat/sub-01_desc-synth_T1w.nii.gz"]
-    assert images["sub-01/anat/sub-01_desc-synth_T1w.nii.gz"] == reference["sub-01/anat/sub-01_desc-synth_T1w.nii.gz"]
     assert list((out / "sub-02" / "log").glob("*/crash-*.txt"))
-
-
-def test_failing_job_cancels_its_dependants(reference, slurm_demo, tiny_model, tmp_path):
-    """A node that fails in its own job (corrupt T1w, read by real_on_grid): SLURMGraph's dependants are
-    cancelled by the cluster, the run waits, reports the participant and finishes the other one."""
-    bids = tmp_path / "bids"
-    shutil.copytree(slurm_demo["bids"], bids, symlinks=True)
-    t1w = next((bids / "sub-02" / "anat").glob("*_T1w.nii.gz"))
-    t1w.unlink()
-    t1w.write_bytes(b"not a nifti file" * 64)
-    out = tmp_path / "out"
-    res = cor2vox(bids, out, "participant", "-w", tmp_path / "work", "--use-plugin",
-                  plugin_file(tmp_path, "SLURMGraph"), *common_args(tiny_model))
-    if res.returncode == 16 and not list((tmp_path / "work" / "cor2vox_wf").glob("sub_02_wf")):
-        pytest.skip("the corrupt T1w was caught before the graph: no failing job to observe")
-    assert res.returncode == 16, res.stderr[-4000:]
-    assert "sub-02" in res.stderr
-    assert list(synth_arrays(out)) == ["sub-01/anat/sub-01_desc-synth_T1w.nii.gz"] or \
-        "sub-02/anat/sub-02_desc-synth_T1w.nii.gz" in synth_arrays(out)  # synthesis does not need the T1w
-    assert (out / "sub-01" / "anat" / "sub-01_desc-synth_T1w.nii.gz").is_file()
-    assert list((out / "sub-02" / "log").glob("*/crash-*.txt"))
-    assert re.search(r"SLURM job\(s\) did not complete|did not complete", res.stderr) or "failed" in res.stderr
+    key = "sub-01/anat/sub-01_desc-synth_T1w.nii.gz"
+    assert synth_arrays(out) == {key: reference[key]}  # the outputs exist when cor2vox-bids returns
+    assert submitted(res.stderr) >= 5
+    again = cor2vox(bids, out, "participant", "-w", work, "--use-plugin", plugin, *common_args(tiny_model))
+    assert again.returncode == 16, again.stderr[-4000:]
+    assert submitted(again.stderr) == 0
 
 
 def test_array_mode_same_images(reference, slurm_demo, tiny_model, tmp_path):
@@ -162,7 +133,7 @@ def test_array_mode_same_images(reference, slurm_demo, tiny_model, tmp_path):
 def test_submission_refused_exits_75(slurm_demo, tiny_model, tmp_path):
     plugin = plugin_file(tmp_path, "SLURM", sbatch_args="--partition=no_such_partition")
     res = cor2vox(slurm_demo["bids"], tmp_path / "out", "participant", "-w", tmp_path / "work",
-                  "--use-plugin", plugin, *common_args(tiny_model))
+                  "--participant-label", "01", "--use-plugin", plugin, *common_args(tiny_model))
     assert res.returncode == 75, res.stderr[-3000:]
     assert "sbatch" in res.stderr and "partition" in res.stderr.lower()
 
