@@ -8,6 +8,8 @@ peak resident memory; the parent compares the results:
 * accuracy in the band (|d| <= 3 voxels) and beyond it, against the certified exact distance of
   ``cor2vox_bids.geometry._closest`` (a BVH search, independent of the scan conversion used by
   ``signed_distance``) on a random sample of voxels;
+* wall time, process CPU time (threads summed) and peak resident memory (VmHWM; "(load)" is the
+  peak after loading the mesh, before the SDF);
 * signs against libigl's fast winding number (inside where w > 0.5) on every voxel within two
   voxels of the surface plus a random sample elsewhere (voxels closer than 1e-3 mm are skipped).
 
@@ -93,17 +95,26 @@ def run_method(method: str, v: np.ndarray, f: np.ndarray, grid) -> np.ndarray:
     raise ValueError(method)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (VmHWM: unlike ru_maxrss it is not
+    inherited from the parent across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(args) -> None:
-    """Subprocess: compute one SDF, save it, print time and peak memory as JSON."""
+    """Subprocess: compute one SDF, save it, print time, CPU time and peak memory as JSON."""
     v, f = load_mesh(Path(args.subject))
     grid = model_grid(v, args.size, args.spacing)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
+    base = peak_rss_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
     sdf = run_method(args.worker, v, f, grid)
-    elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = peak_rss_mb()
     np.save(args.out, sdf)
-    print(json.dumps({"time": elapsed, "peak_mb": peak, "base_mb": base}))
+    print(json.dumps({"time": elapsed, "cpu": cpu, "peak_mb": peak, "base_mb": base}))
 
 
 def conditioning_time(subject: Path) -> float:
@@ -176,14 +187,15 @@ def main() -> None:
             ref_inside = w > 0.5
             print(f"\n{size}^3 @ {spacing} mm: band = {band_mm} mm; accuracy on {len(sel)} voxels "
                   f"({int(band.sum())} in the band); signs on {len(sgn)} voxels")
-            print(f"  {'method':<9} {'time s':>8} {'x ours':>7} {'peak MB':>8} {'max err band':>13} "
-                  f"{'max err beyond':>15} {'sign errors':>11}")
+            print(f"  {'method':<9} {'time s':>8} {'cpu s':>7} {'x ours':>7} {'peak MB':>8} {'(load)':>7} "
+                  f"{'max err band':>13} {'max err beyond':>15} {'sign errors':>11}")
             for m, info in results.items():
                 s = info["sdf"].reshape(-1)
                 err = np.abs(np.abs(s[sel].astype(np.float64)) - exact)
                 sign_err = int(((s[sgn] < 0) != ref_inside).sum())
                 ratio = info["time"] / results["ours"]["time"]
-                print(f"  {m:<9} {info['time']:8.2f} {ratio:7.1f} {info['peak_mb']:8.0f} "
+                print(f"  {m:<9} {info['time']:8.2f} {info.get('cpu', float('nan')):7.2f} {ratio:7.1f} "
+                      f"{info['peak_mb']:8.0f} {info['base_mb']:7.0f} "
                       f"{err[band].max():13.2e} {err[~band].max():15.3f} {sign_err:11d}")
     print(f"\nall conditioning maps, fsaverage both hemispheres, 128^3 @ 1.5 mm: {conditioning_time(subject):.2f} s")
 

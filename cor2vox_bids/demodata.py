@@ -256,10 +256,14 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
 
 
 def build_demo_dataset(outdir: Path, participants: int = 2, seed: int = 0, site2: bool = True,
-                       log=print) -> dict[str, Path]:
-    """Build ``outdir/bids`` (+ ``derivatives/freesurfer``) and, if ``site2``, ``outdir/bids-site2``."""
+                       log=print, first: int = 1) -> dict[str, Path]:
+    """Build ``outdir/bids`` (+ ``derivatives/freesurfer``) and, if ``site2``, ``outdir/bids-site2``.
+
+    Participants are labelled ``first`` … ``first + participants - 1``; participant ``k`` depends only on
+    ``(seed, k)``, so ``first=18, participants=1`` rebuilds exactly participant 18 of a larger dataset.
+    """
     template = load_template()
-    labels = [f"{i + 1:02d}" for i in range(participants)]
+    labels = [f"{first + i:02d}" for i in range(participants)]
     bids = outdir / "bids"
     fs_root = bids / "derivatives" / "freesurfer"
     _dataset_files(bids, "cor2vox demo data (site 1)", template.licence, labels, "site1")
@@ -269,7 +273,7 @@ def build_demo_dataset(outdir: Path, participants: int = 2, seed: int = 0, site2
         _dataset_files(site2_root, "cor2vox demo data (site 2: other contrast, bias field)", template.licence,
                        labels, "site2")
     for i, label in enumerate(labels):
-        rng = np.random.default_rng([seed, i])
+        rng = np.random.default_rng([seed, int(label) - 1])
         phi = random_deformation(rng)
         c_ras = rng.uniform(-20, 20, 3)
         log(f"building sub-{label} ({i + 1}/{participants})")

@@ -223,6 +223,14 @@ class Settings(BaseModel):
             raise ValueError(f"--omp-nthreads ({self.omp_nthreads}) cannot exceed --nprocs ({self.nprocs})")
         return self
 
+    @model_validator(mode="after")
+    def _slurm(self) -> "Settings":
+        if self.slurm_wait and not self.slurm_array:
+            raise ValueError("--slurm-wait only applies with --slurm-array")
+        if self.slurm_array and self.analysis_level != "participant":
+            raise ValueError("--slurm-array applies to the participant level (the group level runs locally)")
+        return self
+
     def derivatives_map(self) -> dict[str, Path]:
         """``--derivatives`` as {name: path}."""
         return {item.split("=", 1)[0]: Path(item.split("=", 1)[1]) for item in self.derivatives or []}

@@ -33,4 +33,9 @@ if kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid" 2>/dev/null || true
 fi
 rm -f "$PIDFILE" "$STATE/docker.sock"
+# dockerd leaves its network-namespace mount (exec/netns/default) behind: unmount what is under our exec root,
+# so that the state folder can be deleted.
+awk -v root="$STATE/exec/" 'index($2, root) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r mnt; do
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+done
 echo "docker_down: dockerd (pid $pid) stopped"

@@ -3,6 +3,7 @@
 Imports numpy, scipy, nibabel and edt only (no torch, no nipype).
 """
 
+from .atlas import DK_REGIONS, region_table
 from .conditioning import MAP_NAMES, conditioning_maps, cortex_sdf, edge_map, ribbon_mask
 from .grid import ModelGrid, resample
 from .sdf import signed_distance, winding_inside
@@ -18,8 +19,10 @@ from .surfaces import (
     tkr_to_scanner_matrix,
 )
 from .thickness import closest_distance, cortical_thickness
+from .validation import validate_hemisphere, validate_pair
 
 __all__ = [
+    "DK_REGIONS",
     "MAP_NAMES",
     "Hemisphere",
     "ModelGrid",
@@ -35,14 +38,12 @@ __all__ = [
     "read_freesurfer_surface",
     "read_gifti_surface",
     "read_morph",
+    "region_table",
     "resample",
     "ribbon_mask",
     "signed_distance",
     "tkr_to_scanner_matrix",
+    "validate_hemisphere",
+    "validate_pair",
     "winding_inside",
 ]
-
-from .atlas import DK_REGIONS, region_table  # noqa: E402
-from .validation import validate_hemisphere, validate_pair  # noqa: E402
-
-__all__ += ["DK_REGIONS", "region_table", "validate_hemisphere", "validate_pair"]

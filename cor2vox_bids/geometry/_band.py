@@ -72,11 +72,13 @@ def _scan(
     reg_out, vox_out = [], []
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     col_axis = np.argmax(np.where(valid[:, None], ext, 0), axis=1)
+    soa = np.ascontiguousarray(planes.transpose(2, 1, 0))  # (4, K, R): one contiguous row per gather
     for axis in range(3):
         sel = np.flatnonzero(valid & (col_axis == axis))
         if len(sel) == 0:
             continue
         u, v = [a for a in range(3) if a != axis]
+        coefs, us, vs, rhss = soa[axis], soa[u], soa[v], soa[3]
         ncol = ext[sel, u] * ext[sel, v]
         block_id = (np.cumsum(ncol) - 1) // _BLOCK
         for r in np.split(sel, np.flatnonzero(np.diff(block_id)) + 1):
@@ -88,17 +90,17 @@ def _scan(
             cv = i_lo[rr, v] + off % wv
             zmin = i_lo[rr, axis].astype(np.float64)
             zmax = i_hi[rr, axis].astype(np.float64)
+            cuf, cvf = cu.astype(np.float64), cv.astype(np.float64)
             for k in range(planes.shape[1]):
-                a = planes[rr, k]
-                coef = a[:, axis]
-                rhs = a[:, 3] - a[:, u] * cu - a[:, v] * cv
-                pos, neg = coef > 1e-12, coef < -1e-12
+                coef = coefs[k].take(rr)
+                rhs = rhss[k].take(rr) - us[k].take(rr) * cuf - vs[k].take(rr) * cvf
                 with np.errstate(divide="ignore", invalid="ignore"):
                     bound = rhs / coef
-                np.minimum(zmax, np.where(pos, bound, np.inf), out=zmax)
-                np.maximum(zmin, np.where(neg, bound, -np.inf), out=zmin)
-                flat = ~pos & ~neg
-                zmax[flat & (rhs < 0)] = -np.inf
+                pos = coef > 1e-12
+                np.minimum(zmax, bound, out=zmax, where=pos)
+                neg = coef < -1e-12
+                np.maximum(zmin, bound, out=zmin, where=neg)
+                zmax[~pos & ~neg & (rhs < 0)] = -np.inf
             z0 = np.ceil(zmin - 1e-9)
             z1 = np.floor(zmax + 1e-9)
             nz = np.where(z1 >= z0, z1 - z0 + 1, 0).astype(np.int64)
@@ -138,11 +140,19 @@ def _vertex_regions(v: np.ndarray, ids: np.ndarray, edges: np.ndarray, B: float)
     D = edges.shape[1]
     v = v[ids]
     unit, _ = _unit(edges)
-    # three spread edges: the first, the most opposite to it, the most out of their plane
-    a = unit[:, 0]
-    b = unit[np.arange(nv), np.argmin(np.einsum("nki,ni->nk", unit, a), axis=1)]
-    ab = np.cross(a, b)
-    c = unit[np.arange(nv), np.argmax(np.abs(np.einsum("nki,ni->nk", unit, ab)), axis=1)]
+    # three edges spread around the vertex (about 120 degrees apart in its tangent plane): their
+    # cone is narrow when the vertex is convex
+    valid = np.einsum("nki,nki->nk", unit, unit) > 0.5
+    normal, _ = _unit(-unit.sum(axis=1))
+    x_ax, _ = _unit(unit[:, 0] - np.einsum("ni,ni->n", unit[:, 0], normal)[:, None] * normal)
+    y_ax = np.cross(normal, x_ax)
+    ang = np.arctan2(np.einsum("nki,ni->nk", unit, y_ax), np.einsum("nki,ni->nk", unit, x_ax))
+    picks = [np.zeros(nv, dtype=np.int64)]
+    for target in (2 * np.pi / 3, 4 * np.pi / 3):
+        gap = np.abs(np.angle(np.exp(1j * (ang - target))))
+        picks.append(np.argmin(np.where(valid, gap, np.inf), axis=1))
+    rows = np.arange(nv)
+    a, b, c = (unit[rows, k] for k in picks)
     rays = []
     for x, y, z in ((a, b, c), (b, c, a), (c, a, b)):
         r, _ = _unit(np.cross(x, y))

@@ -143,12 +143,17 @@ def signed_distance(
     ``vertices`` (n, 3) are in the world frame of ``affine`` (voxel -> world 4x4; oblique,
     flipped and anisotropic grids are handled), ``shape`` the grid size. Voxels within ``band``
     voxels (of the largest spacing) of the surface get the exact distance to the triangles;
-    farther voxels get the distance-transform estimate (error below one voxel).
+    farther voxels get the distance-transform estimate (error below one voxel). The mesh must
+    be closed for the sign to be meaningful (open meshes get a winding number anyway).
     """
     shape = tuple(int(s) for s in shape)
     aff = np.asarray(affine, dtype=np.float64)
     v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(f) == 0 or len(v) == 0:
+        raise ValueError("signed_distance needs a non-empty triangle mesh")
+    if f.min() < 0 or f.max() >= len(v) or not np.all(np.isfinite(v)):
+        raise ValueError("signed_distance needs finite vertices and face indices in range (validate the surface)")
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     inside = winding_inside(_to_voxel(v, aff), f, shape)
     band_mm = float(band) * float(spacing.max())
@@ -159,7 +164,7 @@ def signed_distance(
     if not seeds.any():
         # the surface is nowhere near the grid: one sign everywhere, exact distances throughout
         coords = transform(np.indices(shape).reshape(3, -1).T.astype(np.float64), aff)
-        far = np.zeros(len(coords)) if len(f) == 0 else mesh_distance(build_index(v, f), coords)
+        far = mesh_distance(build_index(v, f), coords)  # exact; only for meshes away from the grid
         far = far.reshape(shape).astype(np.float32)
         return np.where(inside, -far, far)
     dist = edt.edt(~seeds, anisotropy=tuple(float(s) for s in spacing), parallel=2).astype(np.float32)

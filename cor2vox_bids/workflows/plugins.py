@@ -273,12 +273,11 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
 
     def __init__(self, plugin_args: dict | None = None, options: ClusterOptions | None = None):
         plugin_args = dict(plugin_args or {})
-        # Nipype sets these only when plugin_args is non-empty (else AttributeError later): set them here.
-        self._sbatch_args = str(plugin_args.get("sbatch_args") or "")
-        self._dont_resubmit_completed_jobs = bool(plugin_args.get("dont_resubmit_completed_jobs", True))
+        super().__init__(plugin_args=plugin_args)
+        # Nipype sets these only when plugin_args is non-empty (else AttributeError later), and never sets
+        # defaults for the retries: set them all here. Completed nodes are not resubmitted by default.
         self._max_tries = int(plugin_args.get("max_tries", 2))
         self._retry_timeout = float(plugin_args.get("retry_timeout", 2))
-        super().__init__(plugin_args=plugin_args)
         self._sbatch_args = str(plugin_args.get("sbatch_args") or "")
         self._dont_resubmit_completed_jobs = bool(plugin_args.get("dont_resubmit_completed_jobs", True))
         self.options = options or ClusterOptions()
@@ -305,9 +304,17 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
         names: dict[str, str] = {}
         log_dir = os.path.join(nodes[0].base_dir, nodes[0]._hierarchy.split(".")[0], "batch") \
             if nodes and nodes[0]._hierarchy and nodes[0].base_dir else os.path.dirname(pyfiles[0])
+        successors: dict[int, list[int]] = {}
+        for idx, deps in dependencies.items():
+            for d in deps:
+                successors.setdefault(d, []).append(idx)
+        # Like the SLURM plugin, nodes marked run_without_submitting (writing the derivatives) run here, after
+        # the jobs, when nothing depends on them; elsewhere in the graph they become jobs.
+        local = [i for i, n in enumerate(nodes) if getattr(n, "run_without_submitting", False)
+                 and not successors.get(i) and not done.get(i)]
         for idx, pyscript in enumerate(pyfiles):
             node = nodes[idx]
-            if done.get(idx):
+            if done.get(idx) or idx in local:
                 continue
             (template,) = self._get_args(node, ["template"])
             batch_dir, fname = os.path.split(pyscript)
@@ -333,21 +340,44 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
         skipped = sum(1 for v in done.values() if v)
         LOGGER.info("SLURMGraph: %d job(s) submitted, %d node(s) already complete; waiting for the jobs",
                     len(jobs), skipped)
-        if not jobs:
-            return
-        cancelled = slurm.wait_for_jobs(list(jobs.values()), timeout=self.options.wait_timeout,
-                                        poll=self.options.poll_interval)
-        states = slurm.job_states(list(jobs.values()))
-        bad = {j: states.get(j, "CANCELLED" if j in cancelled else "UNKNOWN") for j in jobs.values()
-               if j in cancelled or states.get(j, "COMPLETED") != "COMPLETED"}
-        if not states:
-            # No accounting: a node that did not finish has no result file in its folder.
-            for idx, job in jobs.items():
-                if not list(Path(nodes[idx].output_dir()).glob("result_*.pklz")):
-                    bad.setdefault(job, "no result")
-        if bad:
-            detail = ", ".join(f"{names[j]} ({j}: {st})" for j, st in sorted(bad.items(), key=lambda x: int(x[0])))
-            raise RuntimeError(f"{len(bad)} SLURM job(s) did not complete: {detail}")
+        bad: dict[str, str] = {}
+        if jobs:
+            cancelled = slurm.wait_for_jobs(list(jobs.values()), timeout=self.options.wait_timeout,
+                                            poll=self.options.poll_interval)
+            states = slurm.job_states(list(jobs.values()))
+            bad = {j: states.get(j, "CANCELLED" if j in cancelled else "UNKNOWN") for j in jobs.values()
+                   if j in cancelled or states.get(j, "COMPLETED") != "COMPLETED"}
+            if not states:
+                # No accounting: a node that did not finish has no result file in its folder.
+                for idx, job in jobs.items():
+                    if not list(Path(nodes[idx].output_dir()).glob("result_*.pklz")):
+                        bad.setdefault(job, "no result")
+        failed_idx = {i for i, j in jobs.items() if j in bad}
+        local_failed = []
+        for idx in local:
+            if self._upstream_failed(idx, dependencies, failed_idx, nodes):
+                continue
+            try:
+                nodes[idx].run()
+            except Exception:  # noqa: BLE001 - reported like any failed node
+                import traceback
+
+                from nipype.pipeline.plugins.tools import report_crash
+
+                report_crash(nodes[idx], traceback=traceback.format_exc())
+                local_failed.append(job_name_of(nodes[idx]))
+        if bad or local_failed:
+            detail = [f"{names[j]} ({j}: {st})" for j, st in sorted(bad.items(), key=lambda x: int(x[0]))]
+            detail += [f"{name} (run here: failed)" for name in local_failed]
+            raise RuntimeError(f"{len(detail)} SLURM job(s) did not complete: {', '.join(detail)}")
+
+    @staticmethod
+    def _upstream_failed(idx: int, dependencies: dict, failed: set, nodes) -> bool:
+        """A local node is skipped when something it needs failed or never wrote its result."""
+        for d in dependencies.get(idx, []):
+            if d in failed or not list(Path(nodes[d].output_dir()).glob("result_*.pklz")):
+                return True
+        return False
 
 
 def submitted_count(log_text: str) -> int:

@@ -282,6 +282,7 @@ def array_script(settings: Settings, labels: list[str], work_dir: Path, run_id: 
         "export NIPYPE_NO_ET=1",
         'export LOGNAME="${LOGNAME:-${USER:-cor2vox}}"',
         f"STATE={shlex.quote(str(state_dir))}",
+        'mkdir -p "$STATE"',
         'echo "cor2vox-bids array task $SLURM_ARRAY_TASK_ID: sub-$LABEL on $(hostname)"',
         " ".join(command),
         "rc=$?",
@@ -324,6 +325,7 @@ def run_array(settings: Settings, run_id: str) -> int:
     state_dir = work_dir / "slurm" / run_id
     text = array_script(settings, labels, work_dir, run_id, options)
     if settings.dry_run:
+        state_dir.mkdir(parents=True, exist_ok=True)  # SLURM writes the task logs there
         print(text, end="")
         if sbatch_args:
             print(f"# submit with: sbatch {shlex.join(sbatch_args)} SCRIPT")

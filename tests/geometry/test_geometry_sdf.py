@@ -26,6 +26,11 @@ def _centred(shape, spacing=1.0, rot=None):
     return aff
 
 
+def _radius(p, x0):
+    """Distance of points to (x0, 0, 0)."""
+    return np.linalg.norm(p - [x0, 0.0, 0.0], axis=1)
+
+
 def _check_against_mesh(sdf, v, f, aff, shape, band_mm, spacing_max, n=4000):
     """Exact vs the certified mesh distance (``_closest``, an independent search) in the band,
     <= 1 voxel beyond; on ``n`` random voxels near the surface and ``n`` anywhere (keeps it fast).
@@ -66,19 +71,34 @@ def test_shapes_sign_everywhere_and_exact_band(name):
     aff = _centred(shape, 0.9)
     if name == "ellipsoid":
         v, f = ellipsoid((13.0, 9.0, 6.0), 4, center=(0.4, 0.1, -0.3))
-        inside = lambda p: ((p - [0.4, 0.1, -0.3]) ** 2 / np.array([13.0, 9, 6]) ** 2).sum(1) < 1  # noqa: E731
+
+        def inside(p):
+            return (((p - [0.4, 0.1, -0.3]) / [13.0, 9.0, 6.0]) ** 2).sum(1) < 1
+
     elif name == "torus":
         v, f = torus(9.0, 4.0, 64, 32)
-        inside = lambda p: (np.hypot(p[:, 0], p[:, 1]) - 9.0) ** 2 + p[:, 2] ** 2 < 16  # noqa: E731
+
+        def inside(p):
+            return (np.hypot(p[:, 0], p[:, 1]) - 9.0) ** 2 + p[:, 2] ** 2 < 16
+
     elif name == "shell":  # hollow ball: the cavity is outside
         v, f = shell(14.0, 8.0, 4)
-        inside = lambda p: (np.linalg.norm(p, axis=1) < 14) & (np.linalg.norm(p, axis=1) > 8)  # noqa: E731
+
+        def inside(p):
+            return (_radius(p, 0) < 14) & (_radius(p, 0) > 8)
+
     elif name == "touching":  # two spheres touching at the origin
         v, f = combine(icosphere(3, 7.0, (-7.0, 0, 0)), icosphere(3, 7.0, (7.0, 0, 0)))
-        inside = lambda p: (np.linalg.norm(p - [-7, 0, 0], axis=1) < 7) | (np.linalg.norm(p - [7, 0, 0], axis=1) < 7)  # noqa: E731,E501
+
+        def inside(p):
+            return (_radius(p, -7) < 7) | (_radius(p, 7) < 7)
+
     else:  # nested, both outward: winding 2 inside the inner one -> still inside
         v, f = combine(icosphere(3, 14.0), icosphere(3, 6.0))
-        inside = lambda p: np.linalg.norm(p, axis=1) < 14  # noqa: E731
+
+        def inside(p):
+            return _radius(p, 0) < 14
+
     sdf = signed_distance(v, f, aff, shape)
     _check_against_mesh(sdf, v, f, aff, shape, 3 * 0.9, 0.9)
     world = _grid(shape, aff)

@@ -204,3 +204,11 @@ def test_example_plugin_file_parses():
     example = Path(__file__).resolve().parents[2] / "examples" / "slurm_plugin.yml"
     plugin, args, options = plugins.read_plugin_file(example)
     assert plugin == "SLURM" and "--partition" in args["sbatch_args"] and options.node_resources
+
+
+@pytest.mark.parametrize("argv", [["participant", "--slurm-wait"], ["group", "--slurm-array"]])
+def test_slurm_flags_misused_are_usage_errors(argv):
+    from cor2vox_bids.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_settings(Settings, ["bids", "out", *argv], "p", "d")

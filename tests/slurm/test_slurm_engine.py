@@ -64,6 +64,15 @@ def test_graph_failed_job_cancels_its_dependants(slurm_cluster, tmp_path):
     assert list((tmp_path / "crash" / "sub_02_wf").glob("crash-*.txt"))
 
 
+def test_graph_rerun_submits_nothing(slurm_cluster, tmp_path):
+    plugin = Cor2voxSLURMGraphPlugin(plugin_args={}, options=ClusterOptions(poll_interval=1))
+    _graph(tmp_path).run(plugin=plugin)
+    assert len(plugin.submitted) == 6  # ingest, synthesis (both seeds in one job), qc per participant
+    again = Cor2voxSLURMGraphPlugin(plugin_args={}, options=ClusterOptions(poll_interval=1))
+    _graph(tmp_path).run(plugin=again)
+    assert again.submitted == []
+
+
 def test_plugin_failed_job_fails_its_branch_only(slurm_cluster, tmp_path):
     plugin = Cor2voxSLURMPlugin(plugin_args={"sbatch_args": "--time=5"}, options=ClusterOptions(poll_interval=1))
     with pytest.raises(RuntimeError):
