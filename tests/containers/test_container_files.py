@@ -138,3 +138,13 @@ def test_singularity_runscript_and_test():
     recipe = singularity_recipe()
     assert recipe.cmd.strip() == 'exec cor2vox-bids "$@"'
     assert any("cor2vox-bids --version" in line for line in recipe.install), "%test runs cor2vox-bids --version"
+
+
+def test_every_module_is_in_the_wheel():
+    """setup.cfg's `packages = find:` skips folders without __init__.py: the image would lack them."""
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT), include=["cor2vox_bids", "cor2vox_bids.*"]))
+    folders = {p.parent.relative_to(ROOT).as_posix().replace("/", ".")
+               for p in (ROOT / "cor2vox_bids").rglob("*.py") if "__pycache__" not in p.parts}
+    assert not folders - found, f"folders with modules but no __init__.py: {sorted(folders - found)}"

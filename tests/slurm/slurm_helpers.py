@@ -14,7 +14,7 @@ import numpy as np
 TIMINGS: dict[str, float] = {}
 
 
-def cor2vox(*args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def cor2vox(*args, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``cor2vox-bids`` in a child process (as users do); output captured."""
     cmd = [sys.executable, "-m", "cor2vox_bids.cli.run", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy())
