@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     code = run_main(call)
     found = collect_outputs(output, outdir, label) if code == 0 else {}
-    product = {"brainlife": [{"type": "info" if code == 0 else "error",
-                              "msg": f"cor2vox-bids exited {code}" + (f"; outputs: {', '.join(found)}" if found else "")}],
+    message = f"cor2vox-bids exited {code}" + (f"; outputs: {', '.join(found)}" if found else "")
+    product = {"brainlife": [{"type": "info" if code == 0 else "error", "msg": message}],
                "cor2vox": {"exit_code": code, "subject": label, "outputs": found}}
     (outdir / "product.json").write_text(json.dumps(product, indent=2) + "\n")
     return code

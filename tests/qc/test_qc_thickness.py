@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -107,15 +106,12 @@ def test_known_thickness_recovered_within_0_1_mm(surfaces, spacing, shape):
     method's bias."""
     img, aff, _ = sphere_phantom(spacing=spacing, shape=shape)
     white, pial, f = surfaces
-    start = time.perf_counter()
     th = image_thickness(img, aff, white, f, pial, f)
-    elapsed = time.perf_counter() - start
     assert th.shape == (10242,)
     assert np.isnan(th).mean() < 0.01
     assert abs(np.nanmedian(th) - TRUE_THICKNESS) < 0.1
     assert abs(np.nanmean(th) - TRUE_THICKNESS) < 0.1
     assert np.nanstd(th) < 0.5
-    assert elapsed < 5.0  # fsaverage5-sized hemisphere (measured ≈ 1.1 s on 2 cores)
 
 
 def test_cubic_interpolation_agrees(phantom_1mm, surfaces):
