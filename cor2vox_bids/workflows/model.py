@@ -39,6 +39,22 @@ class ModelInfo:
         return f"{self.name} (DEMO model, not for research use)" if self.demo else self.name
 
 
+LOCAL_PLUGINS = ("MultiProc", "LegacyMultiProc", "Linear")
+
+
+def runs_remotely(settings: Settings) -> bool:
+    """True when ``--use-plugin`` names a plugin that runs nodes on other machines (SLURM, SGE, ...)."""
+    if settings.use_plugin is None or not Path(settings.use_plugin).is_file():
+        return False
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(settings.use_plugin).read_text()) or {}
+    except yaml.YAMLError:
+        return False  # the plugin loader reports the broken file later, with its own exit code
+    return isinstance(data, dict) and str(data.get("plugin", "")) not in LOCAL_PLUGINS
+
+
 def check_model_and_device(settings: Settings) -> ModelInfo:
     """Verify the model's files and checksum and resolve ``--device``; raises ModelError / DeviceUnavailableError."""
     from ..diffusion.checkpoint import model_paths, verify_model
@@ -49,7 +65,8 @@ def check_model_and_device(settings: Settings) -> ModelInfo:
         raise ModelError("the shipped demo model is missing from the installation; pass --model PATH", path)
     config = verify_model(path)
     weights, _ = model_paths(path)
-    device = resolve_device(settings.device)
+    # With a cluster plugin the nodes run elsewhere: the device is resolved on the compute node, not here.
+    device = settings.device if runs_remotely(settings) else resolve_device(settings.device)
     grid = config["grid"]
     return ModelInfo(path=Path(path), weights=weights, sha256=config["weights_sha256"], name=config["name"],
                      demo=bool(config.get("demo")), device=str(device),
