@@ -13,6 +13,7 @@ Per-field CLI metadata lives in ``json_schema_extra``:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -202,6 +203,13 @@ class Settings(BaseModel):
     @classmethod
     def _participants(cls, v: Any) -> Any:
         return _strip_prefix(v, "sub-")
+
+    @field_validator("bids_dir", "output_dir", "bids_filter_file", "fs_subjects_dir", "model", "use_plugin",
+                     "work_dir")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        """Relative paths are taken from the current folder (nodes run elsewhere, so store them absolute)."""
+        return None if v is None else Path(os.path.abspath(Path(v).expanduser()))
 
     @field_validator("session_label", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ROOT=${ROOT:-work/demo_model}
 N=${N:-18}              # pseudo-participants; the last two are held out
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-1500}
 BASE=${BASE:-16}
 SHAPE=${SHAPE:-"80 96 80"}
 SPACING=${SPACING:-2}

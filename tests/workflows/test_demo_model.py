@@ -57,5 +57,5 @@ def test_held_out_image_is_brain_like(held_out_run):
     assert np.isfinite(img).all() and img.std() > 0.05
 
 
-SSIM_BRAIN_MIN = 0.5  # set from the model card once the demo model is trained
-RIBBON_DICE_MIN = 0.3
+SSIM_BRAIN_MIN = 0.5  # model card: 0.69 and 0.70 on held-out sub-17/18; an untrained net scores < 0
+RIBBON_DICE_MIN = 0.2  # model card: 0.29-0.30 (the real image itself: 0.31); untrained: 0
