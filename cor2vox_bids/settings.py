@@ -150,7 +150,7 @@ class Settings(BaseModel):
     )
     omp_nthreads: int | None = Field(
         default=None, ge=1,
-        description="Maximum number of threads per process (default: nprocs).",
+        description="Threads per process (default: all CPUs). Keep it fixed to reproduce images bit for bit.",
         json_schema_extra=_meta("Options to handle performance", ["--omp-nthreads"]),
     )
     mem: float | None = Field(

@@ -124,7 +124,9 @@ def init_cor2vox_wf(settings: Settings, plan: WorkPlan, model: ModelInfo, run_id
     from .participant import init_participant_wf
 
     wf = pe.Workflow(name=WORKFLOW_NAME, base_dir=str(work_dir))
-    threads = settings.omp_nthreads or settings.nprocs or os.cpu_count() or 1
+    # Threads per synthesis node: not derived from --nprocs, because the network's arithmetic (oneDNN, bf16) is
+    # only bit-reproducible for a fixed thread count; --nprocs must not change the images.
+    threads = settings.omp_nthreads or os.cpu_count() or 1
     run_info = {"model": model.summary(), "seeds": seeds_of(settings), "steps": settings.steps, "eta": settings.eta,
                 "device": model.device, "num_samples": settings.num_samples,
                 "save_conditioning": settings.save_conditioning, "run_id": run_id}
