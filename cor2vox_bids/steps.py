@@ -6,14 +6,11 @@ No maths here: each step reads its inputs, calls the layer that does the work, a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import nibabel as nib
 import numpy as np
-
-from .errors import SurfaceError
 
 MAP_NAMES = ("sdf_pial", "sdf_white", "sdf_cortex", "ribbon", "edges")
 
@@ -157,16 +154,6 @@ def synthesize_sample(maps_npz: Path, model_path: Path, seed: int, steps: int, e
                            progress=progress)
     save_volume(out_nii, np.asarray(volume, dtype=np.float32).reshape(maps["ribbon"].shape), affine)
     return out_nii
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
-
-
-def validation_error(exc: Exception, path: Path | None) -> SurfaceError:
-    """Wrap an unexpected reader failure as a SurfaceError naming the file."""
-    return SurfaceError(f"cannot read surface: {exc}", path)
 
 
 # -- quality control ---------------------------------------------------------------------------------------

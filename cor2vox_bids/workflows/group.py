@@ -10,7 +10,8 @@ from pathlib import Path
 from ..errors import MissingInputError
 from ..settings import Settings
 from . import outputs
-from .report import read_tsv, write_group_report
+from ..qc.regions import read_qc_tsv
+from .report import write_group_report
 
 LOGGER = logging.getLogger("cor2vox_bids.group")
 
@@ -58,7 +59,7 @@ def run_group(settings: Settings) -> list[Path]:
             pid["session_id"] = f"ses-{ents['session']}"
         summary_rows.append({**pid, **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))}})
         if tsv.is_file():
-            region_rows += [{**pid, **row} for row in read_tsv(tsv)]
+            region_rows += [{**pid, **row} for row in read_qc_tsv(tsv)]
     written = [_write_tsv(out / outputs.group_path("summary", ".tsv"), summary_rows),
                _write_tsv(out / outputs.group_path("thickness", ".tsv"), region_rows)]
     from ..qc.figures import plot_group_summary, plot_thickness_scatter

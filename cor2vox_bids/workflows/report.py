@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..qc.regions import read_qc_tsv
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -44,18 +44,6 @@ def _page(title: str, body: str) -> str:
             "</body></html>\n")
 
 
-def read_tsv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    for row in rows:
-        for k, v in row.items():
-            try:
-                row[k] = float(v)
-            except (TypeError, ValueError):
-                pass
-    return rows
-
-
 FIGURE_CAPTIONS = {
     "slices": "Synthetic T1w (top) and real T1w (bottom, when available) on the model grid, with the white "
               "(yellow) and pial (red) surfaces drawn where they cross each slice.",
@@ -71,7 +59,7 @@ def write_participant_report(output_dir: Path, path: Path, participant: dict, ru
     """``sub-<label>.html``: model, QC summary, figures and the per-region table."""
     model = run["model"]
     summary = json.loads((qc_dir / "summary.json").read_text())
-    rows = read_tsv(qc_dir / "qc.tsv")
+    rows = read_qc_tsv(qc_dir / "qc.tsv")
     key = participant["key"]
     parts = [f"<h1>cor2vox-bids report: {html.escape(key)}</h1>"]
     if model["demo"]:
