@@ -292,8 +292,11 @@ class TrainSettings(BaseModel):
     lr: float = Field(default=2e-4, gt=0, description="Adam learning rate.", json_schema_extra=_meta("Training", ["--lr"]))
     plateau_patience: int = Field(default=3000, ge=1, description="ReduceLROnPlateau patience (steps).",
                                   json_schema_extra=_meta("Training", ["--plateau-patience"]))
-    ema_decay: float = Field(default=0.995, ge=0, lt=1, description="EMA decay.",
-                             json_schema_extra=_meta("Training", ["--ema-decay"]))
+    ema_decay: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="EMA decay per update. Default: 1 - ema_every / min(1600, steps / 10), so the EMA averages over "
+                    "about a tenth of the run (the paper's 0.995 at --ema-every 8 for runs of 16000 steps or more).",
+        json_schema_extra=_meta("Training", ["--ema-decay"]))
     ema_every: int = Field(default=8, ge=1, description="EMA update interval (steps).",
                            json_schema_extra=_meta("Training", ["--ema-every"]))
     ema_start: int = Field(default=0, ge=0, description="First step with EMA updates.",

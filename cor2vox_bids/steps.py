@@ -93,10 +93,14 @@ def participant_grid(hemis: Sequence[Any], shape: Sequence[int], spacing_mm: flo
     return ModelGrid.around(verts, tuple(int(s) for s in shape), float(spacing_mm))
 
 
-def make_conditioning(hemis_npz: Path, shape: Sequence[int], spacing_mm: float, out_npz: Path) -> Path:
-    """Conditioning maps of both hemispheres on the model grid, saved with the grid's affine."""
-    from .geometry import conditioning_maps
+def make_conditioning(hemis_npz: Path, shape: Sequence[int], spacing_mm: float, out_npz: Path,
+                      threads: int | None = None) -> Path:
+    """Conditioning maps of both hemispheres on the model grid, saved with the grid's affine.
 
+    ``threads``: threads of the geometry kernels (default: all CPUs; the maps do not depend on it)."""
+    from .geometry import conditioning_maps, set_num_threads
+
+    set_num_threads(threads)
     hemis = hemispheres_from_npz(hemis_npz)
     grid = participant_grid(hemis, shape, spacing_mm)
     maps = conditioning_maps(hemis, grid)

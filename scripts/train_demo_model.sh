@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ROOT=${ROOT:-work/demo_model}
 N=${N:-18}              # pseudo-participants; the last two are held out
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-2500}
 BASE=${BASE:-16}
 SHAPE=${SHAPE:-"80 96 80"}
 SPACING=${SPACING:-2}
@@ -19,7 +19,7 @@ if [ ! -f "$ROOT/data/bids/sub-$VAL_B/anat/sub-${VAL_B}_T1w.nii.gz" ]; then
 fi
 "$PY" -m cor2vox_bids.cli.train "$ROOT/data/bids" "$ROOT/model" --demo --name cor2vox-demo-fsaverage5 \
   --architecture demo --base-channels "$BASE" --grid-shape $SHAPE --spacing "$SPACING" --steps "$STEPS" \
-  --lr 2e-4 --ema-decay 0.995 --ema-every 8 --ema-start 200 --val-every 250 --random-seed 0 \
+  --lr 2e-4 --ema-decay 0.97 --ema-every 8 --ema-start 1600 --val-every 250 --random-seed 0 \
   --validation-label "$VAL_A" "$VAL_B" -w "$ROOT/work" --nthreads 2
 "$PY" scripts/model_card.py "$ROOT/model" "$ROOT/data/bids" --participant-label "$VAL_A" "$VAL_B" --work "$ROOT/card"
 DEST=cor2vox_bids/data/demo_model

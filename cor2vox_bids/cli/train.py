@@ -109,19 +109,23 @@ def run(settings: TrainSettings) -> Path:
         import torch
 
         torch.set_num_threads(settings.nthreads)
+    from ..diffusion.training import auto_ema_decay
+
+    ema_decay = settings.ema_decay if settings.ema_decay is not None else auto_ema_decay(settings.steps,
+                                                                                         settings.ema_every)
     config = model_config_for(settings, {})
     pairs = prepare_pairs(settings, config, work / "cache")
     train_keys, val_keys = split(sorted(pairs), settings.validation_label)
     summary = {"dataset": str(Path(settings.bids_dir).name), "participants_train": train_keys,
                "participants_validation": val_keys, "steps": settings.steps, "batch_size": settings.batch_size,
-               "accumulation": settings.accumulation, "lr": settings.lr, "ema_decay": settings.ema_decay,
+               "accumulation": settings.accumulation, "lr": settings.lr, "ema_decay": ema_decay,
                "seed": settings.random_seed}
     config = model_config_for(settings, summary)
     LOGGER.info("training on %d participant(s), validating on %d: %s", len(train_keys), len(val_keys), val_keys)
     t0 = time.perf_counter()
     folder = train(config, [pairs[k] for k in train_keys], [pairs[k] for k in val_keys], work / "train",
                    steps=settings.steps, batch_size=settings.batch_size, accumulation=settings.accumulation,
-                   lr=settings.lr, plateau_patience=settings.plateau_patience, ema_decay=settings.ema_decay,
+                   lr=settings.lr, plateau_patience=settings.plateau_patience, ema_decay=ema_decay,
                    ema_every=settings.ema_every, ema_start=settings.ema_start, val_every=settings.val_every,
                    seed=settings.random_seed, device=settings.device, precision=settings.precision,
                    resume=not settings.no_resume, log=LOGGER.info)

@@ -40,11 +40,18 @@ from .precision import autocast, resolve_precision, uses_channels_last
 from .schedule import BridgeSchedule, l1_loss
 from .unet import UNet3D, UNetConfig
 
-__all__ = ["train", "TrainingPair"]
+__all__ = ["train", "TrainingPair", "auto_ema_decay"]
 
 TrainingPair = tuple[np.ndarray, np.ndarray]
-LOG_COLUMNS = ("step", "loss", "loss_smooth", "lr", "seconds", "steps_per_s", "val_ssim", "val_mae")
+LOG_COLUMNS = ("step", "loss", "loss_smooth", "lr", "seconds", "steps_per_s", "val_ssim", "val_mae",
+               "val_ssim_raw")
 RESUME_KEYS = ("architecture", "seed", "batch_size", "accumulation", "n_train", "schedule", "precision")
+
+
+def auto_ema_decay(steps: int, ema_every: int) -> float:
+    """EMA decay whose averaging horizon ``ema_every / (1 − decay)`` is min(1600, steps / 10) steps."""
+    horizon = max(min(1600.0, steps / 10.0), float(ema_every) * 2.0)
+    return 1.0 - ema_every / horizon
 
 
 def _data_index(seed: int, n: int, position: int) -> int:
@@ -112,10 +119,10 @@ class _Log:
         with open(self.path, "a") as f:
             f.write(self._fmt(row))
 
-    def set_val(self, step: int, val_ssim: float, val_mae: float) -> None:
+    def set_val(self, step: int, val_ssim: float, val_mae: float, val_ssim_raw: float) -> None:
         for r in reversed(self.rows):
             if int(r["step"]) == step:
-                r["val_ssim"], r["val_mae"] = val_ssim, val_mae
+                r["val_ssim"], r["val_mae"], r["val_ssim_raw"] = val_ssim, val_mae, val_ssim_raw
         with open(self.path, "w") as f:
             f.write("\t".join(LOG_COLUMNS) + "\n")
             for r in self.rows:
@@ -140,8 +147,11 @@ def _plot_loss(rows: list[dict], path: Path) -> None:
     val = [(r["step"], r["val_ssim"]) for r in rows if not math.isnan(r.get("val_ssim", math.nan))]
     if val:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*val), "o-", color="C3", label="val SSIM")
-        ax2.set_ylabel("validation SSIM (EMA)")
+        ax2.plot(*zip(*val), "o-", color="C3", label="val SSIM (EMA)")
+        raw = [(r["step"], r["val_ssim_raw"]) for r in rows if not math.isnan(r.get("val_ssim_raw", math.nan))]
+        if raw:
+            ax2.plot(*zip(*raw), "s--", color="C2", label="val SSIM (raw weights)")
+        ax2.set_ylabel("validation SSIM")
         ax2.legend(loc="upper right")
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -219,6 +229,11 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     _check_pairs(val_set, n_cond, shape, "validation")
     yi = bridge_channel(cfg)
     ema_start = steps // 10 if ema_start is None else int(ema_start)
+    horizon = ema_every / max(1.0 - ema_decay, 1e-12)  # steps over which the EMA averages (1/e weight)
+    if steps > ema_start and horizon > 0.5 * (steps - ema_start):
+        log(f"warning: the EMA averages over about {horizon:.0f} steps (ema_every / (1 − ema_decay)), more than "
+            f"half of the {steps - ema_start} steps after ema_start; the EMA weights will lag the trained ones "
+            f"(lower ema_decay or raise ema_every/steps)")
     val_every = val_every or steps
     checkpoint_every = checkpoint_every or val_every
 
@@ -291,18 +306,23 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None}
             save_training_state(out / "state", tensors, meta)
 
-        def validate() -> tuple[float, float]:
-            panels, ss, ms = [], [], []
+        def validate() -> tuple[float, float, float]:
+            """Mean SSIM/MAE of the EMA model's samples and mean SSIM of the raw (training) weights' samples."""
+            panels, ss, ms, raw = [], [], [], []
             for c, x in list(val_set)[:val_samples]:
-                sample = synthesize(ema, cfg, torch.from_numpy(np.ascontiguousarray(c))[None].to(dev),
-                                    [seed], steps=val_steps, precision=prec)[0]
+                cond_t = torch.from_numpy(np.ascontiguousarray(c))[None].to(dev)
+                sample = synthesize(ema, cfg, cond_t, [seed], steps=val_steps, precision=prec)[0]
                 target = image_to_output(torch.from_numpy(x))
                 ss.append(ssim(sample, target, data_range=1.0))
                 ms.append(mae(sample, target))
+                raw.append(ssim(synthesize(model, cfg, cond_t, [seed], steps=val_steps, precision=prec)[0],
+                                target, data_range=1.0))
                 panels.append((image_to_output(torch.from_numpy(c[yi])), sample, target))
             if panels:
                 _plot_val(panels, step, out / "val" / f"step-{step:06d}.png")
-            return (float(np.mean(ss)), float(np.mean(ms))) if ss else (math.nan, math.nan)
+            if not ss:
+                return math.nan, math.nan, math.nan
+            return float(np.mean(ss)), float(np.mean(ms)), float(np.mean(raw))
 
         bar = _progress_bar(steps, step, progress)
         say = bar.write if bar is not None and log is print else log  # keep the bar intact
@@ -353,10 +373,11 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                 if step == steps and step < ema_start:  # EMA never started: use the final weights
                     with torch.no_grad():
                         torch._foreach_copy_(list(ema.parameters()), list(model.parameters()))
-                vs, vm = validate()
-                logf.set_val(step, vs, vm)
+                vs, vm, vr = validate()
+                logf.set_val(step, vs, vm, vr)
                 _plot_loss(logf.rows, out / "loss_curve.png")
-                say(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f}, val MAE {vm:.4f}")
+                say(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f} (raw weights "
+                    f"{vr:.4f}), val MAE {vm:.4f}")
                 t_last = time.perf_counter()  # validation time is not training time
             if step % checkpoint_every == 0 or step == steps:
                 save_state()
@@ -372,6 +393,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                        "ema_decay": ema_decay, "ema_every": ema_every, "ema_start": ema_start,
                        "n_train": len(train_set), "n_val": len(val_set),
                        "final_loss_smooth": last.get("loss_smooth"), "val_ssim": last.get("val_ssim"),
-                       "val_mae": last.get("val_mae"), "train_seconds": seconds}
+                       "val_mae": last.get("val_mae"), "val_ssim_raw": last.get("val_ssim_raw"),
+                       "train_seconds": seconds}
     cfg["training"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cfg["training"].items()}
     return save_model(out / "model", ema.to("cpu").to(memory_format=torch.contiguous_format), cfg)

@@ -1,8 +1,10 @@
 """Geometry core: surfaces and frames, signed distance fields, thickness, conditioning maps.
 
-Imports numpy, scipy, nibabel and edt only (no torch, no nipype).
+Imports numpy, scipy, nibabel, edt and numba only (no torch, no nipype). The compiled kernels run on
+``set_num_threads`` threads (default: all CPUs); results do not depend on the thread count.
 """
 
+from ._kernels import set_num_threads
 from .atlas import DK_REGIONS, region_table
 from .conditioning import MAP_NAMES, conditioning_maps, cortex_sdf, edge_map, ribbon_mask
 from .grid import ModelGrid, resample
@@ -41,6 +43,7 @@ __all__ = [
     "region_table",
     "resample",
     "ribbon_mask",
+    "set_num_threads",
     "signed_distance",
     "tkr_to_scanner_matrix",
     "validate_hemisphere",

@@ -36,6 +36,7 @@ def cortical_thickness(
             f"white and pial surfaces must have the same vertices (n, 3); got {wv.shape} and {pv.shape}"
         )
     limit = 2.0 * float(cap)  # beyond this one direction alone makes the mean reach the cap
-    w_to_p = mesh_distance(build_index(pv, pial_faces), wv, limit)
-    p_to_w = mesh_distance(build_index(wv, white_faces), pv, limit)
+    # the corresponding vertex lies on the other mesh: its distance bounds the search from above
+    w_to_p = mesh_distance(build_index(pv, pial_faces), wv, limit, on_mesh=pv)
+    p_to_w = mesh_distance(build_index(wv, white_faces), pv, limit, on_mesh=wv)
     return np.minimum(0.5 * (w_to_p + p_to_w), cap).astype(np.float32)

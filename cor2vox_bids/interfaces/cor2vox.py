@@ -43,6 +43,8 @@ class _ConditioningInputSpec(BaseInterfaceInputSpec):
     hemispheres = File(exists=True, mandatory=True)
     grid_shape = traits.List(traits.Int, minlen=3, maxlen=3, mandatory=True)
     spacing_mm = traits.Float(mandatory=True)
+    threads = traits.Int(0, usedefault=True, nohash=True,
+                         desc="threads of the geometry kernels (0: all CPUs); the maps do not depend on it")
 
 
 class _ConditioningOutputSpec(TraitedSpec):
@@ -59,7 +61,7 @@ class Conditioning(SimpleInterface):
         from .. import steps
 
         out = steps.make_conditioning(Path(self.inputs.hemispheres), self.inputs.grid_shape, self.inputs.spacing_mm,
-                                      Path(runtime.cwd) / "maps.npz")
+                                      Path(runtime.cwd) / "maps.npz", threads=self.inputs.threads)
         self._results["maps"] = str(out)
         return runtime
 

@@ -148,13 +148,19 @@ def init_cor2vox_wf(settings: Settings, plan: WorkPlan, model: ModelInfo, run_id
     return wf
 
 
+# MultiProc workers are started by a fork server, not forked from this process: a parent that already ran the
+# threaded geometry kernels (numba's thread pool is not fork-safe), torch or BLAS threads cannot hang them.
+MP_CONTEXT = "forkserver"
+
+
 def plugin_of(settings: Settings, model: ModelInfo) -> tuple[str, dict]:
     """Nipype plugin and its arguments: ``--use-plugin`` YAML, else MultiProc honouring nprocs/mem/GPU."""
     if settings.use_plugin is not None:
         from .plugins import load_plugin_file
 
         return load_plugin_file(settings.use_plugin, settings, model)
-    args: dict = {"n_procs": settings.nprocs or os.cpu_count() or 1, "raise_insufficient": False}
+    args: dict = {"n_procs": settings.nprocs or os.cpu_count() or 1, "raise_insufficient": False,
+                  "mp_context": MP_CONTEXT}
     if settings.mem is not None:
         args["memory_gb"] = settings.mem
     if model.device.startswith("cuda"):

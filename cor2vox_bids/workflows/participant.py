@@ -17,8 +17,8 @@ def init_participant_wf(*, name: str, participant_json: Path, run_json: Path, ou
     """Build the per-participant workflow (no computation happens here)."""
     wf = pe.Workflow(name=name)
     ingest = pe.Node(Ingest(participant_json=str(participant_json)), name="ingest", mem_gb=0.5)
-    conditioning = pe.Node(Conditioning(grid_shape=list(grid_shape), spacing_mm=spacing_mm), name="conditioning",
-                           mem_gb=2.0)
+    conditioning = pe.Node(Conditioning(grid_shape=list(grid_shape), spacing_mm=spacing_mm, threads=threads),
+                           name="conditioning", n_procs=threads, mem_gb=2.0)
     gpu = device.startswith("cuda")
     synth = pe.MapNode(Synthesize(model=model, model_sha256=model_sha256, steps=steps, eta=eta, device=device,
                                   threads=threads, label=label, use_gpu=gpu),

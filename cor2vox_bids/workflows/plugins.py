@@ -97,7 +97,11 @@ def load_plugin_file(path: Path, settings: Settings, model) -> tuple[object, dic
     """
     plugin, args, options = read_plugin_file(path)
     if plugin in ("MultiProc", "LegacyMultiProc"):
+        from .base import MP_CONTEXT
+
         args.setdefault("n_procs", settings.nprocs or os.cpu_count() or 1)
+        if plugin == "MultiProc":
+            args.setdefault("mp_context", MP_CONTEXT)
         if settings.mem is not None:
             args.setdefault("memory_gb", settings.mem)
     # Nipype's SLURM plugins read LOGNAME for job names; it is unset in many containers and cron jobs.

@@ -72,8 +72,8 @@ def shell(r_out: float, r_in: float, subdivisions: int = 3, center=(0.0, 0.0, 0.
 
 
 def brute_force_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Reference exact point-mesh distance by sampling every triangle densely plus the
-    closed-form distance to each triangle's plane/edges (slow, for small meshes only)."""
+    """Reference exact point-mesh distance: the vectorised numpy point-triangle distance against every
+    triangle, minimum per point (slow, for small meshes only; independent of the compiled kernels)."""
     from cor2vox_bids.geometry._closest import _triangle_table, point_triangle_sqdist
 
     tab = _triangle_table(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]])

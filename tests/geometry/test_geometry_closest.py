@@ -70,3 +70,38 @@ def test_mesh_distance_max_dist_caps_and_sphere_value():
     # inscribed polyhedron of a radius-10 sphere: facets lie within 10*(1-cos(0.06)) < 0.02 mm inside
     assert d[0] == 5.0 and d[2] == 5.0
     assert 3.0 <= d[1] < 3.02
+
+
+def test_compiled_point_triangle_matches_numpy_including_degenerate():
+    """The compiled kernel (used by every search) against the separate numpy closed form."""
+    from cor2vox_bids.geometry._kernels import point_triangle_sqdist1
+
+    rng = np.random.default_rng(3)
+    tris = rng.normal(size=(300, 3, 3)) * 2
+    tris[:50, 2] = tris[:50, 0] + 0.3 * (tris[:50, 1] - tris[:50, 0])  # collinear
+    tris[50:60, 1] = tris[50:60, 2] = tris[50:60, 0]  # single points
+    tris[60:70, 1] = tris[60:70, 0]  # two equal corners
+    pts = rng.normal(size=(300, 3)) * 3
+    tab = _triangle_table(tris[:, 0], tris[:, 1], tris[:, 2])
+    ref = point_triangle_sqdist(pts, tab)
+    got = np.array([point_triangle_sqdist1(*p, *t[0], *t[1], *t[2]) for p, t in zip(pts, tris)])
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_mesh_distance_upper_bound_hint_and_thread_count_do_not_change_results():
+    from cor2vox_bids.geometry import set_num_threads
+
+    v, f = icosphere(3, radius=8.0)
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(-12, 12, size=(3000, 3))
+    idx = build_index(v, f)
+    base = mesh_distance(idx, pts)
+    hinted = mesh_distance(idx, pts, on_mesh=v[rng.integers(0, len(v), len(pts))])
+    try:
+        set_num_threads(1)
+        single = mesh_distance(idx, pts)
+    finally:
+        set_num_threads(None)
+    assert np.array_equal(base, hinted) and np.array_equal(base, single)
+    # cell sizes only change the search, not the answer
+    assert np.array_equal(base, mesh_distance(build_index(v, f, cell_edges=1.0), pts))

@@ -77,7 +77,7 @@ def test_missing_plugin_file_is_missing_input(tmp_path):
 def test_multiproc_file_gets_nprocs_and_memory(tmp_path):
     plugin, args = plugins.load_plugin_file(_write(tmp_path / "p.yml", "plugin: MultiProc\n"),
                                             _settings("--nprocs", "3", "--mem", "5"), None)
-    assert plugin == "MultiProc" and args == {"n_procs": 3, "memory_gb": 5.0}
+    assert plugin == "MultiProc" and args == {"n_procs": 3, "memory_gb": 5.0, "mp_context": "forkserver"}
 
 
 def test_slurm_without_sbatch_exits_75(tmp_path, monkeypatch):

@@ -28,7 +28,10 @@ def test_shipped_model_is_verified_demo():
 
 @pytest.fixture(scope="module")
 def held_out_run(tmp_path_factory):
-    """Participant 18 of the demo data (held out from the demo model's training), default model, seed 0."""
+    """Participant 18 of the demo data (held out from the demo model's training), default model, seed 0.
+
+    Building the data runs the threaded geometry kernels in this process before the workflow starts its
+    MultiProc workers: with forked workers that hung (numba's thread pool is not fork-safe)."""
     pytest.importorskip("smriprep_freesurfer732", reason="demo extra not installed")
     from cor2vox_bids.demodata import build_demo_dataset
 
@@ -57,5 +60,7 @@ def test_held_out_image_is_brain_like(held_out_run):
     assert np.isfinite(img).all() and img.std() > 0.05
 
 
-SSIM_BRAIN_MIN = 0.5  # model card: 0.69 and 0.70 on held-out sub-17/18; an untrained net scores < 0
-RIBBON_DICE_MIN = 0.2  # model card: 0.29-0.30 (the real image itself: 0.31); untrained: 0
+# model card: 0.959 / 0.963 on held-out sub-17/18 (bf16 on this CPU); the bound is the issue's target, which also
+# beats the trivial baseline (undeformed template: 0.734 / 0.838); an untrained net scores < 0
+SSIM_BRAIN_MIN = 0.9
+RIBBON_DICE_MIN = 0.25  # model card: 0.309 / 0.303 (the real image itself: 0.313 / 0.310); untrained: 0

@@ -1,0 +1,283 @@
+"""Compiled (numba) kernels of the geometry layer (internal module).
+
+* :func:`point_triangle_sqdist1` — exact squared distance from a point to a triangle (closest point
+  by Voronoi region of the triangle: vertex, edge or face; degenerate triangles fall back to their
+  edges).
+* :func:`build_cells` / :func:`query_sqdist` — a uniform grid of cells over a mesh, each cell listing
+  the triangles whose bounding box overlaps it, and an exact closest-distance search: cells are
+  visited in rings of growing Chebyshev radius around the query's cell, a cell is skipped when its
+  box is farther than the best distance so far, and the search stops when a whole ring is farther.
+  The result is the exact distance to the closest point of the mesh (certified by the lower bounds,
+  not a nearest-vertex approximation). Queries run in parallel (``prange``), each writing its own
+  output, so results do not depend on the number of threads.
+* :func:`mark_band` — voxels whose centre may lie within ``B`` of a triangle (a superset: the
+  index-space box of the triangle grown by ``B`` along each axis).
+* :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
+  arithmetic (see ``sdf.py``).
+
+Kernels are compiled on first use and cached next to this file (``cache=True``); the container image
+compiles them at build time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numba
+from numba import njit, prange
+
+
+def set_num_threads(n: int | None) -> int:
+    """Threads of the parallel kernels (``None``/0: all available); returns the number in use."""
+    top = int(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(top if not n else max(1, min(int(n), top)))
+    return int(numba.get_num_threads())
+
+
+@njit(cache=True, inline="always")
+def _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz):
+    dx, dy, dz = bx - ax, by - ay, bz - az
+    wx, wy, wz = px - ax, py - ay, pz - az
+    ll = dx * dx + dy * dy + dz * dz
+    t = 0.0
+    if ll > 0.0:
+        t = (wx * dx + wy * dy + wz * dz) / ll
+        t = min(max(t, 0.0), 1.0)
+    ex, ey, ez = wx - t * dx, wy - t * dy, wz - t * dz
+    return ex * ex + ey * ey + ez * ez
+
+
+@njit(cache=True, inline="always")
+def point_triangle_sqdist1(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+    """Exact squared distance from point p to triangle abc (float64 scalars)."""
+    abx, aby, abz = bx - ax, by - ay, bz - az
+    acx, acy, acz = cx - ax, cy - ay, cz - az
+    apx, apy, apz = px - ax, py - ay, pz - az
+    d1 = abx * apx + aby * apy + abz * apz
+    d2 = acx * apx + acy * apy + acz * apz
+    if d1 <= 0.0 and d2 <= 0.0:
+        return apx * apx + apy * apy + apz * apz
+    bpx, bpy, bpz = px - bx, py - by, pz - bz
+    d3 = abx * bpx + aby * bpy + abz * bpz
+    d4 = acx * bpx + acy * bpy + acz * bpz
+    if d3 >= 0.0 and d4 <= d3:
+        return bpx * bpx + bpy * bpy + bpz * bpz
+    cpx, cpy, cpz = px - cx, py - cy, pz - cz
+    d5 = abx * cpx + aby * cpy + abz * cpz
+    d6 = acx * cpx + acy * cpy + acz * cpz
+    if d6 >= 0.0 and d5 <= d6:
+        return cpx * cpx + cpy * cpy + cpz * cpz
+    vc = d1 * d4 - d3 * d2
+    vb = d5 * d2 - d1 * d6
+    va = d3 * d6 - d5 * d4
+    den = va + vb + vc
+    nx, ny, nz = aby * acz - abz * acy, abz * acx - abx * acz, abx * acy - aby * acx
+    if den <= 0.0 or nx * nx + ny * ny + nz * nz <= 1e-24 * (abx * abx + aby * aby + abz * abz) * (
+            acx * acx + acy * acy + acz * acz):
+        # degenerate (collinear) triangle: its closest point lies on one of its edges
+        d = _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz)
+        d = min(d, _seg_sqdist(px, py, pz, bx, by, bz, cx, cy, cz))
+        return min(d, _seg_sqdist(px, py, pz, cx, cy, cz, ax, ay, az))
+    if vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+        return _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz)
+    if vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+        return _seg_sqdist(px, py, pz, ax, ay, az, cx, cy, cz)
+    if va <= 0.0 and d4 - d3 >= 0.0 and d5 - d6 >= 0.0:
+        return _seg_sqdist(px, py, pz, bx, by, bz, cx, cy, cz)
+    # inside the face: distance to the plane
+    h = apx * nx + apy * ny + apz * nz
+    return h * h / (nx * nx + ny * ny + nz * nz)
+
+
+@njit(cache=True)
+def build_cells(v, f, origin, cell, dims):
+    """CSR lists (start (ncells + 1,), items) of the triangles whose box overlaps each cell."""
+    m = f.shape[0]
+    nx, ny, nz = dims[0], dims[1], dims[2]
+    box = np.empty((m, 6), dtype=np.int64)
+    counts = np.zeros(nx * ny * nz + 1, dtype=np.int64)
+    for t in range(m):
+        for ax in range(3):
+            lo = min(v[f[t, 0], ax], v[f[t, 1], ax], v[f[t, 2], ax])
+            hi = max(v[f[t, 0], ax], v[f[t, 1], ax], v[f[t, 2], ax])
+            n = dims[ax]
+            box[t, ax] = min(max(int(math.floor((lo - origin[ax]) / cell)), 0), n - 1)
+            box[t, 3 + ax] = min(max(int(math.floor((hi - origin[ax]) / cell)), 0), n - 1)
+        for i in range(box[t, 0], box[t, 3] + 1):
+            for j in range(box[t, 1], box[t, 4] + 1):
+                for k in range(box[t, 2], box[t, 5] + 1):
+                    counts[(i * ny + j) * nz + k + 1] += 1
+    start = np.cumsum(counts)
+    fill = start[:-1].copy()
+    items = np.empty(start[-1], dtype=np.int32)
+    for t in range(m):
+        for i in range(box[t, 0], box[t, 3] + 1):
+            for j in range(box[t, 1], box[t, 4] + 1):
+                for k in range(box[t, 2], box[t, 5] + 1):
+                    c = (i * ny + j) * nz + k
+                    items[fill[c]] = t
+                    fill[c] += 1
+    return start, items
+
+
+@njit(cache=True)
+def triangle_table(v, f):
+    """(m, 13) float64 rows: corners a, b, c, then the centroid and the radius of a bounding sphere."""
+    m = f.shape[0]
+    out = np.empty((m, 13))
+    for t in range(m):
+        for ax in range(3):
+            out[t, ax] = v[f[t, 0], ax]
+            out[t, 3 + ax] = v[f[t, 1], ax]
+            out[t, 6 + ax] = v[f[t, 2], ax]
+            out[t, 9 + ax] = (out[t, ax] + out[t, 3 + ax] + out[t, 6 + ax]) / 3.0
+        r = 0.0
+        for corner in range(3):
+            d = 0.0
+            for ax in range(3):
+                g = out[t, 3 * corner + ax] - out[t, 9 + ax]
+                d += g * g
+            r = max(r, d)
+        out[t, 12] = math.sqrt(r) * (1.0 + 1e-9) + 1e-12
+    return out
+
+
+@njit(cache=True, inline="always")
+def _tri_sqdist(px, py, pz, tab, t):
+    return point_triangle_sqdist1(px, py, pz, tab[t, 0], tab[t, 1], tab[t, 2], tab[t, 3], tab[t, 4], tab[t, 5],
+                                  tab[t, 6], tab[t, 7], tab[t, 8])
+
+
+@njit(cache=True)
+def _search(px, py, pz, best, best_t, tab, origin, cell, dims, start, items):
+    """Ring search of the cells around p; returns (squared distance, triangle) improving on ``best``."""
+    nx, ny, nz = dims[0], dims[1], dims[2]
+    root = math.sqrt(best)
+    c0 = min(max(int(math.floor((px - origin[0]) / cell)), 0), nx - 1)
+    c1 = min(max(int(math.floor((py - origin[1]) / cell)), 0), ny - 1)
+    c2 = min(max(int(math.floor((pz - origin[2]) / cell)), 0), nz - 1)
+    for r in range(max(nx, ny, nz) + 1):
+        if r >= 2:
+            lb = (r - 1) * cell
+            if lb * lb >= best:
+                break
+        for i in range(max(c0 - r, 0), min(c0 + r, nx - 1) + 1):
+            gx = max(origin[0] + i * cell - px, px - (origin[0] + (i + 1) * cell), 0.0)
+            for j in range(max(c1 - r, 0), min(c1 + r, ny - 1) + 1):
+                gy = max(origin[1] + j * cell - py, py - (origin[1] + (j + 1) * cell), 0.0)
+                full = abs(i - c0) == r or abs(j - c1) == r
+                kstep = 1 if (full or r == 0) else 2 * r
+                for k in range(c2 - r, c2 + r + 1, kstep):
+                    if k < 0 or k >= nz:
+                        continue
+                    gz = max(origin[2] + k * cell - pz, pz - (origin[2] + (k + 1) * cell), 0.0)
+                    if gx * gx + gy * gy + gz * gz >= best:
+                        continue
+                    cid = (i * ny + j) * nz + k
+                    for s in range(start[cid], start[cid + 1]):
+                        t = items[s]
+                        dx, dy, dz = px - tab[t, 9], py - tab[t, 10], pz - tab[t, 11]
+                        reach = root + tab[t, 12]
+                        if dx * dx + dy * dy + dz * dz >= reach * reach:
+                            continue
+                        d = _tri_sqdist(px, py, pz, tab, t)
+                        if d < best:
+                            best, best_t = d, t
+                            root = math.sqrt(best)
+    return best, best_t
+
+
+QUERY_CHUNK = 512
+
+
+@njit(cache=True, parallel=True)
+def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, out):
+    """out[q] = min(upper_sq[q], exact squared distance from points[q] to the mesh).
+
+    ``upper_sq`` are upper bounds (a cap, or the squared distance to a known point of the mesh);
+    ``tab`` is :func:`triangle_table`. A triangle is scored exactly only when its bounding sphere is
+    nearer than the best distance so far. Queries run in chunks of consecutive points (in parallel);
+    inside a chunk the previous point's closest triangle gives the next one a first upper bound
+    (neighbouring points have nearby closest points), which only prunes: the answer stays exact."""
+    n = points.shape[0]
+    for ch in prange((n + QUERY_CHUNK - 1) // QUERY_CHUNK):
+        prev = -1
+        for q in range(ch * QUERY_CHUNK, min(n, (ch + 1) * QUERY_CHUNK)):
+            px, py, pz = points[q, 0], points[q, 1], points[q, 2]
+            best = upper_sq[q]
+            if prev >= 0:
+                best = min(best, _tri_sqdist(px, py, pz, tab, prev))
+            best, t = _search(px, py, pz, best, -1, tab, origin, cell, dims, start, items)
+            if t >= 0:
+                prev = t
+            out[q] = best
+
+
+@njit(cache=True)
+def mark_band(vi, f, reach, shape, mask):
+    """Set mask[i, j, k] for voxels in the index-space box of each triangle grown by ``reach`` (3,)."""
+    for t in range(f.shape[0]):
+        lo = np.empty(3, dtype=np.int64)
+        hi = np.empty(3, dtype=np.int64)
+        for ax in range(3):
+            a, b, c = vi[f[t, 0], ax], vi[f[t, 1], ax], vi[f[t, 2], ax]
+            lo[ax] = max(int(math.ceil(min(a, b, c) - reach[ax])), 0)
+            hi[ax] = min(int(math.floor(max(a, b, c) + reach[ax])), shape[ax] - 1)
+        for i in range(lo[0], hi[0] + 1):
+            for j in range(lo[1], hi[1] + 1):
+                for k in range(lo[2], hi[2] + 1):
+                    mask[i, j, k] = True
+
+
+@njit(cache=True, inline="always")
+def _edge_sign(xa, ya, xb, yb, px, py):
+    """Exact side of p w.r.t. the directed edge a->b; ties broken as for p + (eps, eps^2)."""
+    dx, dy = xb - xa, yb - ya
+    e = dx * (py - ya) - dy * (px - xa)
+    if e > 0:
+        return 1
+    if e < 0:
+        return -1
+    if dy != 0:
+        return -1 if dy > 0 else 1
+    return 1 if dx > 0 else (-1 if dx < 0 else 0)
+
+
+@njit(cache=True)
+def winding_crossings(xy, z, f, s, ni, nj, nk):
+    """int16 (ni, nj, nk + 1): signed crossings of each triangle with each (i, j) column, at the
+    first voxel above the crossing (``xy`` int64 fixed-point vertices with scale ``s``, ``z`` the
+    third voxel coordinate)."""
+    out = np.zeros((ni, nj, nk + 1), dtype=np.int16)
+    for t in range(f.shape[0]):
+        a, b, c = f[t, 0], f[t, 1], f[t, 2]
+        xa, ya, xb, yb, xc, yc = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
+        lx, hx = min(xa, xb, xc), max(xa, xb, xc)
+        ly, hy = min(ya, yb, yc), max(ya, yb, yc)
+        i0, i1 = max(-((-lx) // s), 0), min(hx // s, ni - 1)
+        j0, j1 = max(-((-ly) // s), 0), min(hy // s, nj - 1)
+        for i in range(i0, i1 + 1):
+            px = i * s
+            for j in range(j0, j1 + 1):
+                py = j * s
+                s1 = _edge_sign(xa, ya, xb, yb, px, py)
+                s2 = _edge_sign(xb, yb, xc, yc, px, py)
+                s3 = _edge_sign(xc, yc, xa, ya, px, py)
+                if s1 > 0 and s2 > 0 and s3 > 0:
+                    cr = 1
+                elif s1 < 0 and s2 < 0 and s3 < 0:
+                    cr = -1
+                else:
+                    continue
+                fx, fy = float(px), float(py)
+                wa = (float(xc) - xb) * (fy - yb) - (float(yc) - yb) * (fx - xb)
+                wb = (float(xa) - xc) * (fy - yc) - (float(ya) - yc) * (fx - xc)
+                wc = (float(xb) - xa) * (fy - ya) - (float(yb) - ya) * (fx - xa)
+                ws = wa + wb + wc
+                if ws == 0.0:
+                    ws = 1.0
+                depth = (wa * z[a] + wb * z[b] + wc * z[c]) / ws
+                kb = min(max(int(math.floor(depth)) + 1, 0), nk)
+                out[i, j, kb] += cr
+    return out
