@@ -36,6 +36,7 @@ class TriangleIndex:
     dims: np.ndarray  # (3,) int64 cells per axis
     start: np.ndarray  # (n_cells + 1,) int64
     items: np.ndarray  # int32 triangle ids
+    spheres: np.ndarray  # (len(items), 4) bounding sphere (centre, radius) of each entry's triangle
 
     @property
     def n_triangles(self) -> int:
@@ -52,7 +53,7 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0:
         return TriangleIndex(np.zeros((0, 13)), np.zeros(3), 1.0, np.ones(3, dtype=np.int64), np.zeros(2, dtype=np.int64),
-                             np.zeros(0, dtype=np.int32))
+                             np.zeros(0, dtype=np.int32), np.zeros((0, 4)))
     lo, hi = v.min(axis=0), v.max(axis=0)
     extent = np.maximum(hi - lo, 1e-9)
     edge = float(np.mean(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
@@ -61,7 +62,9 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
         cell *= 1.25
     dims = (np.floor(extent / cell) + 1).astype(np.int64)
     start, items = build_cells(v, f, lo.astype(np.float64), float(cell), dims)
-    return TriangleIndex(triangle_table(v, f), lo.astype(np.float64), float(cell), dims, start, items)
+    table = triangle_table(v, f)
+    spheres = np.ascontiguousarray(table[items, 9:13])
+    return TriangleIndex(table, lo.astype(np.float64), float(cell), dims, start, items, spheres)
 
 
 def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = np.inf,
@@ -81,8 +84,15 @@ def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = n
     if on_mesh is not None:
         hint = np.asarray(on_mesh, dtype=np.float64).reshape(-1, 3) - q
         np.minimum(upper, np.einsum("ij,ij->i", hint, hint) * (1.0 + 1e-12), out=upper)
-    query_sqdist(q, upper, index.table, index.origin, index.cell, index.dims, index.start, index.items, upper)
-    return np.minimum(np.sqrt(upper, out=upper), float(max_dist), out=out)
+    # visit the queries cell by cell: neighbours share candidate triangles (cache) and the previous query's
+    # closest triangle is a tight first bound (the kernel's warm start)
+    cells = np.clip(np.floor((q - index.origin) / index.cell), 0, index.dims - 1).astype(np.int64)
+    order = np.argsort((cells[:, 0] * index.dims[1] + cells[:, 1]) * index.dims[2] + cells[:, 2], kind="stable")
+    qs, us = np.ascontiguousarray(q[order]), np.ascontiguousarray(upper[order])
+    query_sqdist(qs, us, index.table, index.origin, index.cell, index.dims, index.start, index.items, index.spheres,
+                 us)
+    out[order] = np.minimum(np.sqrt(us, out=us), float(max_dist))
+    return out
 
 
 def _triangle_table(pa: np.ndarray, pb: np.ndarray, pc: np.ndarray) -> np.ndarray:

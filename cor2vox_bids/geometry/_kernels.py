@@ -10,8 +10,8 @@
   The result is the exact distance to the closest point of the mesh (certified by the lower bounds,
   not a nearest-vertex approximation). Queries run in parallel (``prange``), each writing its own
   output, so results do not depend on the number of threads.
-* :func:`mark_band` — voxels whose centre may lie within ``B`` of a triangle (a superset: the
-  index-space box of the triangle grown by ``B`` along each axis).
+* :func:`mark_band` — voxels whose centre may lie within ``B`` of a triangle (a superset: the ball
+  around the triangle's bounding sphere grown by ``B``, an ellipsoid in index space).
 * :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
   arithmetic (see ``sdf.py``).
 
@@ -150,8 +150,11 @@ def _tri_sqdist(px, py, pz, tab, t):
 
 
 @njit(cache=True)
-def _search(px, py, pz, best, best_t, tab, origin, cell, dims, start, items):
-    """Ring search of the cells around p; returns (squared distance, triangle) improving on ``best``."""
+def _search(px, py, pz, best, best_t, tab, origin, cell, dims, start, items, spheres):
+    """Ring search of the cells around p; returns (squared distance, triangle) improving on ``best``.
+
+    ``spheres`` holds each cell entry's bounding sphere (centre, radius) in the order of ``items``, so the
+    cheap rejection test reads memory contiguously; only survivors touch the triangle table."""
     nx, ny, nz = dims[0], dims[1], dims[2]
     root = math.sqrt(best)
     c0 = min(max(int(math.floor((px - origin[0]) / cell)), 0), nx - 1)
@@ -176,11 +179,11 @@ def _search(px, py, pz, best, best_t, tab, origin, cell, dims, start, items):
                         continue
                     cid = (i * ny + j) * nz + k
                     for s in range(start[cid], start[cid + 1]):
-                        t = items[s]
-                        dx, dy, dz = px - tab[t, 9], py - tab[t, 10], pz - tab[t, 11]
-                        reach = root + tab[t, 12]
+                        dx, dy, dz = px - spheres[s, 0], py - spheres[s, 1], pz - spheres[s, 2]
+                        reach = root + spheres[s, 3]
                         if dx * dx + dy * dy + dz * dz >= reach * reach:
                             continue
+                        t = items[s]
                         d = _tri_sqdist(px, py, pz, tab, t)
                         if d < best:
                             best, best_t = d, t
@@ -192,7 +195,7 @@ QUERY_CHUNK = 512
 
 
 @njit(cache=True, parallel=True)
-def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, out):
+def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, spheres, out):
     """out[q] = min(upper_sq[q], exact squared distance from points[q] to the mesh).
 
     ``upper_sq`` are upper bounds (a cap, or the squared distance to a known point of the mesh);
@@ -208,26 +211,63 @@ def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, out):
             best = upper_sq[q]
             if prev >= 0:
                 best = min(best, _tri_sqdist(px, py, pz, tab, prev))
-            best, t = _search(px, py, pz, best, -1, tab, origin, cell, dims, start, items)
+            best, t = _search(px, py, pz, best, -1, tab, origin, cell, dims, start, items, spheres)
             if t >= 0:
                 prev = t
             out[q] = best
 
 
-@njit(cache=True)
-def mark_band(vi, f, reach, shape, mask):
-    """Set mask[i, j, k] for voxels in the index-space box of each triangle grown by ``reach`` (3,)."""
-    for t in range(f.shape[0]):
-        lo = np.empty(3, dtype=np.int64)
-        hi = np.empty(3, dtype=np.int64)
-        for ax in range(3):
-            a, b, c = vi[f[t, 0], ax], vi[f[t, 1], ax], vi[f[t, 2], ax]
-            lo[ax] = max(int(math.ceil(min(a, b, c) - reach[ax])), 0)
-            hi[ax] = min(int(math.floor(max(a, b, c) + reach[ax])), shape[ax] - 1)
-        for i in range(lo[0], hi[0] + 1):
-            for j in range(lo[1], hi[1] + 1):
-                for k in range(lo[2], hi[2] + 1):
-                    mask[i, j, k] = True
+@njit(cache=True, parallel=True)
+def mark_band(centre, radius, q, reach, shape, mask):
+    """Set mask[i, j, k] for voxels whose centre lies in the ball of any triangle grown by the band.
+
+    ``centre`` (m, 3): the triangles' bounding-sphere centres in voxel indices; ``radius`` (m,): their radii
+    plus the band (mm); ``q`` (3, 3): the metric of index space (``A.T @ A`` for the affine's linear part A),
+    so a world ball is the ellipsoid ``(x - c).T q (x - c) <= r**2``; ``reach`` (3,): its half-extent per
+    index axis for a radius of 1 mm. Each column's k-range is solved from that quadratic. The grid is split
+    into slabs along i, one task each, so no two threads write the same voxel; ``centre`` must be sorted by
+    its first coordinate, so a slab visits only the triangles that can reach it."""
+    ni, nj, nk = shape[0], shape[1], shape[2]
+    n_slabs = min(ni, 64)
+    r_max = 0.0
+    for t in range(radius.shape[0]):
+        r_max = max(r_max, radius[t])
+    first = np.ascontiguousarray(centre[:, 0])
+    # slabs in a scrambled order: the threads' contiguous shares of tasks then mix slabs from the whole grid
+    # (one hemisphere fills only half of it)
+    order = np.empty(n_slabs, dtype=np.int64)
+    for task in range(n_slabs):
+        order[task] = (task * 37) % n_slabs if n_slabs % 37 != 0 else task
+    for task in prange(n_slabs):
+        slab = order[task]
+        s0 = slab * ni // n_slabs
+        s1 = (slab + 1) * ni // n_slabs - 1
+        t0 = np.searchsorted(first, s0 - r_max * reach[0] - 1.0)
+        t1 = np.searchsorted(first, s1 + r_max * reach[0] + 1.0)
+        for t in range(t0, t1):
+            r = radius[t]
+            c0, c1, c2 = centre[t, 0], centre[t, 1], centre[t, 2]
+            i0 = max(int(math.ceil(c0 - r * reach[0])), s0)
+            i1 = min(int(math.floor(c0 + r * reach[0])), s1)
+            if i0 > i1:
+                continue
+            j0 = max(int(math.ceil(c1 - r * reach[1])), 0)
+            j1 = min(int(math.floor(c1 + r * reach[1])), nj - 1)
+            r2 = r * r
+            for i in range(i0, i1 + 1):
+                d0 = i - c0
+                for j in range(j0, j1 + 1):
+                    d1 = j - c1
+                    b = 2.0 * (q[0, 2] * d0 + q[1, 2] * d1)
+                    c = q[0, 0] * d0 * d0 + 2.0 * q[0, 1] * d0 * d1 + q[1, 1] * d1 * d1 - r2
+                    disc = b * b - 4.0 * q[2, 2] * c
+                    if disc < 0.0:
+                        continue
+                    root = math.sqrt(disc)
+                    k0 = max(int(math.ceil(c2 + (-b - root) / (2.0 * q[2, 2]))), 0)
+                    k1 = min(int(math.floor(c2 + (-b + root) / (2.0 * q[2, 2]))), nk - 1)
+                    for k in range(k0, k1 + 1):
+                        mask[i, j, k] = True
 
 
 @njit(cache=True, inline="always")

@@ -55,15 +55,23 @@ def band_distance(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, s
                   band_mm: float) -> np.ndarray:
     """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere."""
     aff = np.asarray(affine, dtype=np.float64)
-    inv = np.linalg.inv(aff)
+    lin_inv = np.linalg.inv(aff[:3, :3])
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
-    # a world ball of radius B spans B * |row a of inv| along index axis a
-    reach = float(band_mm) * np.linalg.norm(inv[:3, :3], axis=1) + 1e-9
+    index = build_index(vertices, f)
+    # candidates: voxel centres within band_mm + r of each triangle's bounding-sphere centre (an ellipsoid in
+    # index space: metric A.T A, half-extent per index axis |row a of A^-1| per mm)
+    slack = 1e-6 * (1.0 + float(band_mm))
+    centres = _to_voxel(index.table[:, 9:12], aff)
+    by_i = np.argsort(centres[:, 0], kind="stable")
+    centres = np.ascontiguousarray(centres[by_i])
+    radius = np.ascontiguousarray(index.table[by_i, 12] + float(band_mm) + slack)
+    metric = np.ascontiguousarray(aff[:3, :3].T @ aff[:3, :3])
+    reach = np.ascontiguousarray(np.linalg.norm(lin_inv, axis=1))
     mask = np.zeros(shape, dtype=bool)
-    mark_band(np.ascontiguousarray(_to_voxel(vertices, aff)), f, reach, np.asarray(shape, dtype=np.int64), mask)
+    mark_band(centres, radius, metric, reach, np.asarray(shape, dtype=np.int64), mask)
     cand = np.flatnonzero(mask)
     out = np.full(int(np.prod(shape)), np.inf, dtype=np.float32)
-    d = mesh_distance(build_index(vertices, f), voxel_centres(cand, shape, aff), max_dist=float(band_mm))
+    d = mesh_distance(index, voxel_centres(cand, shape, aff), max_dist=float(band_mm))
     ok = d < float(band_mm)
     out[cand[ok]] = d[ok]
     return out
