@@ -15,8 +15,8 @@
 * :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
   arithmetic (see ``sdf.py``).
 
-Kernels are compiled on first use and cached next to this file (``cache=True``); the container image
-compiles them at build time.
+Kernels are compiled on first use and cached (``cache=True``): next to this file, or under
+``$XDG_CACHE_HOME/numba`` where the install is read-only (the container: compiled on its first run).
 """
 
 from __future__ import annotations

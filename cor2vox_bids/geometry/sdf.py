@@ -9,8 +9,8 @@ voxel centre. A voxel is inside when its winding number is not zero, which is ro
 self-intersections and to the orientation of the faces.
 
 Distance: voxels within ``band`` voxels of the surface get the exact distance to the closest
-point of the mesh (candidates: the voxels in each triangle's box grown by the band; each is
-answered by the certified cell-grid search of ``_closest.py``, not a nearest-vertex or sampled
+point of the mesh (candidates: the voxels within the band of each triangle's bounding sphere; each
+is answered by the certified cell-grid search of ``_closest.py``, not a nearest-vertex or sampled
 approximation). A Euclidean distance transform (``edt``, anisotropic spacing) from the voxels at
 the surface gives the distance beyond the band (error below one voxel).
 
