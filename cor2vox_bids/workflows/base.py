@@ -153,16 +153,23 @@ def init_cor2vox_wf(settings: Settings, plan: WorkPlan, model: ModelInfo, run_id
 MP_CONTEXT = "forkserver"
 
 
+def local_plugin_args(settings: Settings, plugin: str = "MultiProc") -> dict:
+    """Arguments of a local multiprocessing plugin from the settings: processes, memory, worker start method."""
+    args: dict = {"n_procs": settings.nprocs or os.cpu_count() or 1}
+    if settings.mem is not None:
+        args["memory_gb"] = settings.mem
+    if plugin == "MultiProc":
+        args["mp_context"] = MP_CONTEXT
+    return args
+
+
 def plugin_of(settings: Settings, model: ModelInfo) -> tuple[str, dict]:
     """Nipype plugin and its arguments: ``--use-plugin`` YAML, else MultiProc honouring nprocs/mem/GPU."""
     if settings.use_plugin is not None:
         from .plugins import load_plugin_file
 
         return load_plugin_file(settings.use_plugin, settings, model)
-    args: dict = {"n_procs": settings.nprocs or os.cpu_count() or 1, "raise_insufficient": False,
-                  "mp_context": MP_CONTEXT}
-    if settings.mem is not None:
-        args["memory_gb"] = settings.mem
+    args = {**local_plugin_args(settings), "raise_insufficient": False}
     if model.device.startswith("cuda"):
         args["n_gpu_procs"] = 1  # one synthesis node on the GPU at a time
     return "MultiProc", args

@@ -97,13 +97,10 @@ def load_plugin_file(path: Path, settings: Settings, model) -> tuple[object, dic
     """
     plugin, args, options = read_plugin_file(path)
     if plugin in ("MultiProc", "LegacyMultiProc"):
-        from .base import MP_CONTEXT
+        from .base import local_plugin_args
 
-        args.setdefault("n_procs", settings.nprocs or os.cpu_count() or 1)
-        if plugin == "MultiProc":
-            args.setdefault("mp_context", MP_CONTEXT)
-        if settings.mem is not None:
-            args.setdefault("memory_gb", settings.mem)
+        for key, value in local_plugin_args(settings, plugin).items():  # the file's own values win
+            args.setdefault(key, value)
     # Nipype's SLURM plugins read LOGNAME for job names; it is unset in many containers and cron jobs.
     os.environ.setdefault("LOGNAME", os.environ.get("USER", "cor2vox"))
     if plugin not in SLURM_PLUGINS:
