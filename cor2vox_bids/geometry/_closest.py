@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import build_cells, query_sqdist, triangle_table
+from ._kernels import TABLE_COLUMNS, build_cells, gather_spheres, query_sqdist, triangle_table
 
 CELL_EDGES = 4.0  # cell size in mean edge lengths (benchmarks/bench_thickness.py --cells tunes it)
 MAX_CELLS = 1 << 24  # the cell size grows until the grid has at most this many cells
@@ -30,13 +30,13 @@ _a, _b, _c, _det = 12, 13, 14, 15
 class TriangleIndex:
     """A mesh and its uniform cell grid (cells in C order, CSR triangle lists)."""
 
-    table: np.ndarray  # (m, 13) float64 corners, centroid and bounding radius of each triangle
+    table: np.ndarray  # (m, 17) float64 per triangle: corners, bounding sphere, unit normal, slab (triangle_table)
     origin: np.ndarray  # (3,) world position of the grid's lower corner
     cell: float  # cell edge (mm)
     dims: np.ndarray  # (3,) int64 cells per axis
     start: np.ndarray  # (n_cells + 1,) int64
     items: np.ndarray  # int32 triangle ids
-    spheres: np.ndarray  # (len(items), 4) bounding sphere (centre, radius) of each entry's triangle
+    spheres: np.ndarray  # (len(items), 8) table columns 9:17 (sphere, normal, slab) of each entry's triangle
 
     @property
     def n_triangles(self) -> int:
@@ -52,8 +52,8 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
     v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0:
-        return TriangleIndex(np.zeros((0, 13)), np.zeros(3), 1.0, np.ones(3, dtype=np.int64), np.zeros(2, dtype=np.int64),
-                             np.zeros(0, dtype=np.int32), np.zeros((0, 4)))
+        return TriangleIndex(np.zeros((0, TABLE_COLUMNS)), np.zeros(3), 1.0, np.ones(3, dtype=np.int64), np.zeros(2, dtype=np.int64),
+                             np.zeros(0, dtype=np.int32), np.zeros((0, 8)))
     lo, hi = v.min(axis=0), v.max(axis=0)
     extent = np.maximum(hi - lo, 1e-9)
     edge = float(np.mean(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
@@ -63,7 +63,7 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
     dims = (np.floor(extent / cell) + 1).astype(np.int64)
     start, items = build_cells(v, f, lo.astype(np.float64), float(cell), dims)
     table = triangle_table(v, f)
-    spheres = np.ascontiguousarray(table[items, 9:13])
+    spheres = gather_spheres(table, items)
     return TriangleIndex(table, lo.astype(np.float64), float(cell), dims, start, items, spheres)
 
 

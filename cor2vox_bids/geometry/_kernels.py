@@ -121,12 +121,19 @@ def build_cells(v, f, origin, cell, dims):
     return start, items
 
 
-@njit(cache=True)
+TABLE_COLUMNS = 17
+
+
+@njit(cache=True, parallel=True)
 def triangle_table(v, f):
-    """(m, 13) float64 rows: corners a, b, c, then the centroid and the radius of a bounding sphere."""
+    """(m, 17) float64 rows: corners a, b, c (0:9); centroid (9:12) and radius (12) of a bounding sphere;
+    unit normal (13:16); half-thickness (16) of the slab around the centroid's plane holding the corners.
+
+    The normal is 0 for a degenerate triangle (then the search uses the sphere alone); the half-thickness
+    absorbs the rounding of the normal, so the plane bound of :func:`_search` is a true lower bound."""
     m = f.shape[0]
-    out = np.empty((m, 13))
-    for t in range(m):
+    out = np.empty((m, TABLE_COLUMNS))
+    for t in prange(m):
         for ax in range(3):
             out[t, ax] = v[f[t, 0], ax]
             out[t, 3 + ax] = v[f[t, 1], ax]
@@ -139,8 +146,56 @@ def triangle_table(v, f):
                 g = out[t, 3 * corner + ax] - out[t, 9 + ax]
                 d += g * g
             r = max(r, d)
-        out[t, 12] = math.sqrt(r) * (1.0 + 1e-9) + 1e-12
+        rad = math.sqrt(r) * (1.0 + 1e-9) + 1e-12
+        out[t, 12] = rad
+        e0x, e0y, e0z = out[t, 3] - out[t, 0], out[t, 4] - out[t, 1], out[t, 5] - out[t, 2]
+        e1x, e1y, e1z = out[t, 6] - out[t, 0], out[t, 7] - out[t, 1], out[t, 8] - out[t, 2]
+        nx, ny, nz = e0y * e1z - e0z * e1y, e0z * e1x - e0x * e1z, e0x * e1y - e0y * e1x
+        nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+        w = 0.0
+        if nn > 0.0:
+            nx, ny, nz = nx / nn, ny / nn, nz / nn
+            for corner in range(3):
+                h = ((out[t, 3 * corner] - out[t, 9]) * nx + (out[t, 3 * corner + 1] - out[t, 10]) * ny
+                     + (out[t, 3 * corner + 2] - out[t, 11]) * nz)
+                w = max(w, abs(h))
+            w = w * (1.0 + 1e-9) + 1e-12 * rad
+        if nn == 0.0 or w > 1e-6 * rad:
+            # (nearly) collinear: no reliable plane
+            nx = ny = nz = 0.0
+            w = 0.0
+        out[t, 13], out[t, 14], out[t, 15], out[t, 16] = nx, ny, nz, w
     return out
+
+
+@njit(cache=True, parallel=True)
+def gather_spheres(table, items):
+    """Rows 9:17 of ``table`` (sphere, normal, slab) for each cell entry, in the order of ``items``."""
+    out = np.empty((items.shape[0], 8))
+    for s in prange(items.shape[0]):
+        for c in range(8):
+            out[s, c] = table[items[s], 9 + c]
+    return out
+
+
+@njit(cache=True, inline="always")
+def _pruned(px, py, pz, row, root, best):
+    """True when everything in ``row`` (centre, radius, unit normal, slab half-thickness) is at least
+    ``sqrt(best)`` from p: dist^2 >= max(|h| - w, 0)^2 + max(rho - radius, 0)^2 with h the height over the
+    plane and rho the in-plane distance from the centre (the sphere test first: it is cheaper)."""
+    dx, dy, dz = px - row[0], py - row[1], pz - row[2]
+    rad = row[3]
+    reach = root + rad
+    dd = dx * dx + dy * dy + dz * dz
+    if dd >= reach * reach:
+        return True
+    h = dx * row[4] + dy * row[5] + dz * row[6]
+    hn = abs(h) - row[7]
+    h2 = hn * hn if hn > 0.0 else 0.0
+    if h2 >= best:
+        return True
+    g = math.sqrt(max(dd - h * h, 0.0)) - rad
+    return g > 0.0 and h2 + g * g >= best
 
 
 @njit(cache=True, inline="always")
@@ -179,9 +234,7 @@ def _search(px, py, pz, best, best_t, tab, origin, cell, dims, start, items, sph
                         continue
                     cid = (i * ny + j) * nz + k
                     for s in range(start[cid], start[cid + 1]):
-                        dx, dy, dz = px - spheres[s, 0], py - spheres[s, 1], pz - spheres[s, 2]
-                        reach = root + spheres[s, 3]
-                        if dx * dx + dy * dy + dz * dz >= reach * reach:
+                        if _pruned(px, py, pz, spheres[s], root, best):
                             continue
                         t = items[s]
                         d = _tri_sqdist(px, py, pz, tab, t)
