@@ -10,8 +10,6 @@
   The result is the exact distance to the closest point of the mesh (certified by the lower bounds,
   not a nearest-vertex approximation). Queries run in parallel (``prange``), each writing its own
   output, so results do not depend on the number of threads.
-* :func:`mark_band` — voxels whose centre may lie within ``B`` of a triangle (a superset: the ball
-  around the triangle's bounding sphere grown by ``B``, an ellipsoid in index space).
 * :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
   arithmetic (see ``sdf.py``).
 
@@ -268,59 +266,6 @@ def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, sphere
             if t >= 0:
                 prev = t
             out[q] = best
-
-
-@njit(cache=True, parallel=True)
-def mark_band(centre, radius, q, reach, shape, mask):
-    """Set mask[i, j, k] for voxels whose centre lies in the ball of any triangle grown by the band.
-
-    ``centre`` (m, 3): the triangles' bounding-sphere centres in voxel indices; ``radius`` (m,): their radii
-    plus the band (mm); ``q`` (3, 3): the metric of index space (``A.T @ A`` for the affine's linear part A),
-    so a world ball is the ellipsoid ``(x - c).T q (x - c) <= r**2``; ``reach`` (3,): its half-extent per
-    index axis for a radius of 1 mm. Each column's k-range is solved from that quadratic. The grid is split
-    into slabs along i, one task each, so no two threads write the same voxel; ``centre`` must be sorted by
-    its first coordinate, so a slab visits only the triangles that can reach it."""
-    ni, nj, nk = shape[0], shape[1], shape[2]
-    n_slabs = min(ni, 64)
-    r_max = 0.0
-    for t in range(radius.shape[0]):
-        r_max = max(r_max, radius[t])
-    first = np.ascontiguousarray(centre[:, 0])
-    # slabs in a scrambled order: the threads' contiguous shares of tasks then mix slabs from the whole grid
-    # (one hemisphere fills only half of it)
-    order = np.empty(n_slabs, dtype=np.int64)
-    for task in range(n_slabs):
-        order[task] = (task * 37) % n_slabs if n_slabs % 37 != 0 else task
-    for task in prange(n_slabs):
-        slab = order[task]
-        s0 = slab * ni // n_slabs
-        s1 = (slab + 1) * ni // n_slabs - 1
-        t0 = np.searchsorted(first, s0 - r_max * reach[0] - 1.0)
-        t1 = np.searchsorted(first, s1 + r_max * reach[0] + 1.0)
-        for t in range(t0, t1):
-            r = radius[t]
-            c0, c1, c2 = centre[t, 0], centre[t, 1], centre[t, 2]
-            i0 = max(int(math.ceil(c0 - r * reach[0])), s0)
-            i1 = min(int(math.floor(c0 + r * reach[0])), s1)
-            if i0 > i1:
-                continue
-            j0 = max(int(math.ceil(c1 - r * reach[1])), 0)
-            j1 = min(int(math.floor(c1 + r * reach[1])), nj - 1)
-            r2 = r * r
-            for i in range(i0, i1 + 1):
-                d0 = i - c0
-                for j in range(j0, j1 + 1):
-                    d1 = j - c1
-                    b = 2.0 * (q[0, 2] * d0 + q[1, 2] * d1)
-                    c = q[0, 0] * d0 * d0 + 2.0 * q[0, 1] * d0 * d1 + q[1, 1] * d1 * d1 - r2
-                    disc = b * b - 4.0 * q[2, 2] * c
-                    if disc < 0.0:
-                        continue
-                    root = math.sqrt(disc)
-                    k0 = max(int(math.ceil(c2 + (-b - root) / (2.0 * q[2, 2]))), 0)
-                    k1 = min(int(math.floor(c2 + (-b + root) / (2.0 * q[2, 2]))), nk - 1)
-                    for k in range(k0, k1 + 1):
-                        mask[i, j, k] = True
 
 
 @njit(cache=True, inline="always")

@@ -16,9 +16,3 @@ def transform(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     if m.shape == (4, 4):
         out += m[:3, 3]
     return out
-
-
-def voxel_centres(flat_index: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    """World coordinates of voxels given by C-order flat indices."""
-    ijk = np.stack(np.unravel_index(flat_index, shape), axis=-1).astype(np.float64)
-    return transform(ijk, affine)

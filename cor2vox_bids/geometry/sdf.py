@@ -9,12 +9,13 @@ voxel centre. A voxel is inside when its winding number is not zero, which is ro
 self-intersections and to the orientation of the faces.
 
 Distance: voxels within ``band`` voxels of the surface get the exact distance to the closest
-point of the mesh (candidates: the voxels within the band of each triangle's bounding sphere; each
-is answered by the certified cell-grid search of ``_closest.py``, not a nearest-vertex or sampled
-approximation). A Euclidean distance transform (``edt``, anisotropic spacing) from the voxels at
-the surface gives the distance beyond the band (error below one voxel).
+point of the mesh, from a scan of the characteristic regions of its faces, edges and vertices
+(``_regions.py``: every voxel is scored against the features whose region can hold its closest
+point, not a nearest-vertex or sampled approximation). A Euclidean distance transform (``edt``,
+anisotropic spacing) from the voxels at the surface gives the distance beyond the band (error
+below one voxel).
 
-The sign and band kernels are compiled with numba (``_kernels.py``).
+The sign and band kernels are compiled with numba (``_kernels.py``, ``_regions.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import numba
 import numpy as np
 
 from ._closest import build_index, mesh_distance
-from ._kernels import mark_band, winding_crossings
-from ._linalg import transform, voxel_centres
+from ._kernels import winding_crossings
+from ._regions import band_sqdist
+from ._linalg import transform
 
 
+TASK_GRID_BYTES = 1 << 29  # memory for the band's per-task grids (float32 each)
 SEED_OFFSET = 0.6  # voxels; calibrated on spheres, tori, ellipsoids (beyond-band error within +-0.7 voxel)
 
 
@@ -54,27 +57,14 @@ def winding_inside(vertices_vox: np.ndarray, faces: np.ndarray, shape: tuple[int
 def band_distance(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
                   band_mm: float) -> np.ndarray:
     """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere."""
-    aff = np.asarray(affine, dtype=np.float64)
-    lin_inv = np.linalg.inv(aff[:3, :3])
+    shape = tuple(int(s) for s in shape)
+    v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
-    index = build_index(vertices, f)
-    # candidates: voxel centres within band_mm + r of each triangle's bounding-sphere centre (an ellipsoid in
-    # index space: metric A.T A, half-extent per index axis |row a of A^-1| per mm)
-    slack = 1e-6 * (1.0 + float(band_mm))
-    centres = _to_voxel(index.table[:, 9:12], aff)
-    by_i = np.argsort(centres[:, 0], kind="stable")
-    centres = np.ascontiguousarray(centres[by_i])
-    radius = np.ascontiguousarray(index.table[by_i, 12] + float(band_mm) + slack)
-    metric = np.ascontiguousarray(aff[:3, :3].T @ aff[:3, :3])
-    reach = np.ascontiguousarray(np.linalg.norm(lin_inv, axis=1))
-    mask = np.zeros(shape, dtype=bool)
-    mark_band(centres, radius, metric, reach, np.asarray(shape, dtype=np.int64), mask)
-    cand = np.flatnonzero(mask)
-    out = np.full(int(np.prod(shape)), np.inf, dtype=np.float32)
-    d = mesh_distance(index, voxel_centres(cand, shape, aff), max_dist=float(band_mm))
-    ok = d < float(band_mm)
-    out[cand[ok]] = d[ok]
-    return out
+    # one private grid per parallel task, as many as the memory budget allows
+    tasks = max(1, min(numba.get_num_threads(), TASK_GRID_BYTES // max(4 * int(np.prod(shape)), 1)))
+    sq = band_sqdist(v, f, float(band_mm), np.ascontiguousarray(affine, dtype=np.float64),
+                     np.asarray(shape, dtype=np.int64), tasks)
+    return np.sqrt(sq, out=sq).reshape(-1)
 
 
 def _surface_voxels(inside: np.ndarray) -> np.ndarray:
