@@ -9,8 +9,9 @@ or at a vertex, and ``x`` then satisfies that feature's necessary conditions:
   in the face perpendicular to ``ab``, towards ``c``);
 * vertex ``v``: ``(x - v) . (w - v) <= 0`` for the neighbours ``w`` (moving along an edge would help).
 
-Each condition set is a convex polyhedron, cut here to the band ``|x - feature| <= R`` (caps for a face,
-the bounding box of the cylinder or ball otherwise). Every voxel centre inside a feature's polyhedron
+Each condition set is a convex polyhedron, cut here to the band ``|x - feature| <= R``: caps for a
+face; for an edge or a vertex an index box around a circular cone that holds the region (found from the
+region's extreme rays), or around the whole cylinder or ball when the region has no pointed bound. Every voxel centre inside a feature's polyhedron
 gets the exact distance to that feature (the whole triangle, segment or point, so it is never below the
 distance to the mesh) and keeps the minimum. The true closest feature of a voxel within ``R`` always
 contains it, so the minimum is the exact distance to the mesh. Leaving out a condition (a degenerate
