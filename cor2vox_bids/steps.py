@@ -219,7 +219,6 @@ def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Pat
     summary["n_samples"] = len(synthetic)
     summary["qc_sample"] = Path(synthetic[0]).name
     write_qc_tsv(rows, out_dir / "qc.tsv")
-    (out_dir / "qc.json").replace(out_dir / "qc_dictionary.json")
     write_summary_json(summary, out_dir / "summary.json")
     np.savez_compressed(out_dir / "vertex.npz", **per_vertex)
     surfaces = {"white": (np.concatenate([stored["L"]["white_v"], stored["R"]["white_v"]]),

@@ -82,7 +82,7 @@ def write_participant_derivatives(output_dir: Path, participant: dict, run: dict
                 "Description": MAP_DESCRIPTIONS[name], "Sources": srcs,
                 "Units": "mm" if name.startswith("sdf") else "arbitrary"}))
     written.append(_copy(qc_dir / "qc.tsv", output_dir / outputs.qc_table_path(sub, ses)))
-    written.append(_copy(qc_dir / "qc_dictionary.json", output_dir / outputs.qc_table_path(sub, ses, ".json")))
+    written.append(_copy(qc_dir / "qc.json", output_dir / outputs.qc_table_path(sub, ses, ".json")))
     written.append(_copy(qc_dir / "summary.json", output_dir / outputs.qc_summary_path(sub, ses)))
     figures = {}
     for fig in sorted((qc_dir / "figures").glob("*.png")):

@@ -110,6 +110,9 @@ def test_qc_outputs_and_report(finished_run):
     assert header[:6] == ["hemi", "region", "n_vertices", "thickness_surface", "thickness_synthetic", "thickness_real"]
     rows = (out / "sub-01/anat/sub-01_desc-thickness_qc.tsv").read_text().splitlines()[1:]
     assert len(rows) == 68
+    # the TSV's data dictionary sidecar describes every column
+    sidecar = json.loads((out / "sub-01/anat/sub-01_desc-thickness_qc.json").read_text())
+    assert set(header) <= set(sidecar)
     summary = json.loads((out / "sub-01/anat/sub-01_desc-summary_qc.json").read_text())
     for key in ("ssim_brain", "psnr_brain", "ribbon_dice_synthetic", "pearson_r_real"):
         assert key in summary
