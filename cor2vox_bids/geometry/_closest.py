@@ -52,8 +52,8 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
     v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
     if len(f) == 0:
-        return TriangleIndex(np.zeros((0, TABLE_COLUMNS)), np.zeros(3), 1.0, np.ones(3, dtype=np.int64), np.zeros(2, dtype=np.int64),
-                             np.zeros(0, dtype=np.int32), np.zeros((0, 8)))
+        return TriangleIndex(np.zeros((0, TABLE_COLUMNS)), np.zeros(3), 1.0, np.ones(3, dtype=np.int64),
+                             np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros((0, 8)))
     lo, hi = v.min(axis=0), v.max(axis=0)
     extent = np.maximum(hi - lo, 1e-9)
     edge = float(np.mean(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))

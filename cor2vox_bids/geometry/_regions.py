@@ -11,8 +11,8 @@ or at a vertex, and ``x`` then satisfies that feature's necessary conditions:
 
 Each condition set is a convex polyhedron, cut here to the band ``|x - feature| <= R``: caps for a
 face; for an edge or a vertex an index box around a circular cone that holds the region (found from the
-region's extreme rays), or around the whole cylinder or ball when the region has no pointed bound. Every voxel centre inside a feature's polyhedron
-gets the exact distance to that feature (the whole triangle, segment or point, so it is never below the
+region's extreme rays), or around the whole cylinder or ball when the region has no pointed bound.
+Every voxel centre inside a feature's polyhedron gets the exact distance to that feature (the whole triangle, segment or point, so it is never below the
 distance to the mesh) and keeps the minimum. The true closest feature of a voxel within ``R`` always
 contains it, so the minimum is the exact distance to the mesh. Leaving out a condition (a degenerate
 face, a boundary or non-manifold edge, a neighbour that is not found) only enlarges a region, which
@@ -182,10 +182,18 @@ def _to_index(inv, off, x, y, z):
 
 
 @njit(cache=True)
+def _ball_box(reach, band, offsets):
+    """Index-space offsets (``offsets`` rows lo, hi) of the ball of radius ``band``; returns False."""
+    for ax in range(3):
+        offsets[0, ax], offsets[1, ax] = -band * reach[ax], band * reach[ax]
+    return False
+
+
+@njit(cache=True)
 def _cone_box(rays, n_rays, inv, reach, band, offsets):
     """Index-space offsets (``offsets`` rows lo, hi) bounding the cone spanned by ``rays[:n_rays]`` (unit,
-    all in the cone) cut to length ``band``; returns False when no pointed bound exists (the caller then
-    uses the ball). The cone lies in the circular cone around the rays' mean ``w`` with half-angle ``psi``,
+    all in the cone) cut to length ``band``; where no pointed bound exists, those of the whole ball (returns
+    False then). The cone lies in the circular cone around the rays' mean ``w`` with half-angle ``psi``,
     the largest angle between ``w`` and a ray; along a unit direction at angle ``theta`` from ``w`` such
     a cone reaches ``band * cos(max(theta - psi, 0))`` (or 0 beyond a right angle)."""
     lo, hi = offsets[0], offsets[1]
@@ -194,14 +202,14 @@ def _cone_box(rays, n_rays, inv, reach, band, offsets):
         wx, wy, wz = wx + rays[r, 0], wy + rays[r, 1], wz + rays[r, 2]
     wn = math.sqrt(wx * wx + wy * wy + wz * wz)
     if n_rays == 0 or wn < 1e-6 * n_rays:
-        return False
+        return _ball_box(reach, band, offsets)
     wx, wy, wz = wx / wn, wy / wn, wz / wn
     cos_psi = 1.0
     for r in range(n_rays):
         cos_psi = min(cos_psi, rays[r, 0] * wx + rays[r, 1] * wy + rays[r, 2] * wz)
     cos_psi = cos_psi * (1.0 - 1e-9) - 1e-9  # a hair wider (rounding)
     if cos_psi < 1e-6:
-        return False
+        return _ball_box(reach, band, offsets)
     sin_psi = math.sqrt(1.0 - cos_psi * cos_psi)
     for ax in range(3):
         g = reach[ax]
@@ -237,7 +245,6 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
             offsets, box):
     """Region q (faces, then edges, then vertices): fills ``planes`` (index-space half-spaces) and ``box``;
     returns (kind, a, b, c, number of half-spaces), the count -1 when the region is empty."""
-    p = 0
     inf = np.inf
     l0, l1, l2, h0, h1, h2 = inf, inf, inf, -inf, -inf, -inf
     a = b = c = -1
@@ -257,9 +264,9 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
             u, w = corners[s], corners[(s + 1) % 3]
             dx, dy, dz = v[w, 0] - v[u, 0], v[w, 1] - v[u, 1], v[w, 2] - v[u, 2]
             gx, gy, gz = _unit(dy * nz - dz * ny, dz * nx - dx * nz, dx * ny - dy * nx)  # outward, in the plane
-            _add_plane(planes, p + s, gx, gy, gz, v[u, 0], v[u, 1], v[u, 2], slack, lin, off)
-        _add_plane(planes, p + 3, nx, ny, nz, v[a, 0], v[a, 1], v[a, 2], band + slack, lin, off)
-        _add_plane(planes, p + 4, -nx, -ny, -nz, v[a, 0], v[a, 1], v[a, 2], band + slack, lin, off)
+            _add_plane(planes, s, gx, gy, gz, v[u, 0], v[u, 1], v[u, 2], slack, lin, off)
+        _add_plane(planes, 3, nx, ny, nz, v[a, 0], v[a, 1], v[a, 2], band + slack, lin, off)
+        _add_plane(planes, 4, -nx, -ny, -nz, v[a, 0], v[a, 1], v[a, 2], band + slack, lin, off)
         for s in range(3):
             u = corners[s]
             for sign in (-1.0, 1.0):
@@ -272,8 +279,8 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
         kd = EDGE
         a, b, c = edges[q - m, 0], edges[q - m, 1], edges[q - m, 2]
         ex, ey, ez = _unit(v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2])
-        _add_plane(planes, p, -ex, -ey, -ez, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
-        _add_plane(planes, p + 1, ex, ey, ez, v[b, 0], v[b, 1], v[b, 2], slack, lin, off)
+        _add_plane(planes, 0, -ex, -ey, -ez, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
+        _add_plane(planes, 1, ex, ey, ez, v[b, 0], v[b, 1], v[b, 2], slack, lin, off)
         thirds = (c, edges[q - m, 3])
         n_faces = 2 if thirds[1] >= 0 else 1
         for s in range(n_faces):
@@ -282,18 +289,15 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
             h = dx * ex + dy * ey + dz * ez
             gx, gy, gz = _unit(dx - h * ex, dy - h * ey, dz - h * ez)
             normals[s, 0], normals[s, 1], normals[s, 2] = gx, gy, gz
-            _add_plane(planes, p + 2 + s, gx, gy, gz, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
+            _add_plane(planes, 2 + s, gx, gy, gz, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
         # the wedge's rays lie along the faces' normals (perpendicular to the edge and to one m)
         n_rays = 0
         if n_faces == 2:
             for s in range(2):
                 n_rays = _valid_rays(normals, 2, rays, n_rays, ey * normals[s, 2] - ez * normals[s, 1],
                                      ez * normals[s, 0] - ex * normals[s, 2], ex * normals[s, 1] - ey * normals[s, 0])
-        pointed = _cone_box(rays, n_rays, inv, reach, band, offsets)
+        _cone_box(rays, n_rays, inv, reach, band, offsets)
         clo, chi = offsets[0], offsets[1]
-        if not pointed:
-            for ax in range(3):
-                clo[ax], chi[ax] = -band * reach[ax], band * reach[ax]
         for u in (a, b):
             i, j, k = _to_index(inv, off, v[u, 0], v[u, 1], v[u, 2])
             l0, l1, l2 = min(l0, i + clo[0]), min(l1, j + clo[1]), min(l2, k + clo[2])
@@ -317,7 +321,7 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
                     w = f[t, (c + 1) % 3]
             gx, gy, gz = _unit(v[w, 0] - v[a, 0], v[w, 1] - v[a, 1], v[w, 2] - v[a, 2])
             normals[s, 0], normals[s, 1], normals[s, 2] = gx, gy, gz
-            _add_plane(planes, p + s, gx, gy, gz, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
+            _add_plane(planes, s, gx, gy, gz, v[a, 0], v[a, 1], v[a, 2], slack, lin, off)
         if full:
             n_nb = 0  # no cone bound: the ball
         # extreme rays of the cone lie on two of its planes: try every pair
@@ -333,11 +337,8 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
                 n_rays = _valid_rays(normals, n_nb, rays, n_rays, x, y, z)
         if independent and n_rays == 0 and not full:
             return kd, a, b, c, -1  # the cone is the vertex alone: its faces and edges cover it
-        pointed = _cone_box(rays, n_rays, inv, reach, band, offsets)
+        _cone_box(rays, n_rays, inv, reach, band, offsets)
         clo, chi = offsets[0], offsets[1]
-        if not pointed:
-            for ax in range(3):
-                clo[ax], chi[ax] = -band * reach[ax], band * reach[ax]
         i, j, k = _to_index(inv, off, v[a, 0], v[a, 1], v[a, 2])
         l0, l1, l2 = i + clo[0], j + clo[1], k + clo[2]
         h0, h1, h2 = i + chi[0], j + chi[1], k + chi[2]
