@@ -284,6 +284,14 @@ class TrainSettings(BaseModel):
                       json_schema_extra=_meta("Model", ["--name"]))
     demo: bool = Field(default=False, description="Label the model as a DEMO model (config, card, reports).",
                        json_schema_extra=_meta("Model", ["--demo"]))
+    init_from: Path | None = Field(
+        default=None,
+        description="Fine-tune: start from the weights of this model folder (model.safetensors + config.json; "
+                    "its sha256 is checked when config.json records one). The architecture, grid, conditions and "
+                    "schedule come from that model; --architecture/--base-channels/--grid-shape/--spacing, if "
+                    "given, must agree with it. Fresh optimizer, step 0, EMA from the loaded weights. Ignored "
+                    "(with a log line) when the work dir holds a training state to resume.",
+        json_schema_extra=_meta("Model", ["--init-from"], metavar="MODEL_DIR"))
     steps: int = Field(default=2000, ge=1, description="Optimizer steps.",
                        json_schema_extra=_meta("Training", ["--steps"]))
     batch_size: int = Field(default=1, ge=1, description="Batch size.", json_schema_extra=_meta("Training", ["--batch-size"]))
@@ -324,6 +332,11 @@ class TrainSettings(BaseModel):
     @classmethod
     def _labels(cls, v: Any) -> Any:
         return _strip_prefix(v, "sub-")
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_absolute(cls, v: Path | None) -> Path | None:
+        return None if v is None else Path(os.path.abspath(Path(v).expanduser()))
 
     @field_validator("grid_shape")
     @classmethod

@@ -29,28 +29,85 @@ LOGGER = logging.getLogger("cor2vox_bids.train")
 DEFAULT_SHAPES = {"demo": [80, 96, 80], "paper": [128, 128, 128]}
 
 
-def model_config_for(settings: TrainSettings, summary: dict) -> dict:
-    """The complete model config (architecture, grid, conditions, schedule) for these settings."""
-    from ..diffusion.checkpoint import make_model_config
+def _architecture(settings: TrainSettings, shape: list[int]):
     from ..diffusion.unet import demo_config, paper_config
 
-    shape = settings.grid_shape or DEFAULT_SHAPES[settings.architecture]
     if settings.architecture == "paper":
         arch = paper_config()
         if settings.base_channels:
             from dataclasses import replace
 
             arch = replace(arch, base_channels=settings.base_channels)
-    else:
-        arch = demo_config(image_size=max(shape), base_channels=settings.base_channels or 16)
-    return make_model_config(arch, shape, settings.spacing_mm, name=settings.name, demo=settings.demo,
-                             training=summary)
+        return arch
+    return demo_config(image_size=max(shape), base_channels=settings.base_channels or 16)
+
+
+def model_config_for(settings: TrainSettings, summary: dict, init_cfg: dict | None = None) -> dict:
+    """The complete model config (architecture, grid, conditions, schedule) for these settings.
+
+    With ``init_cfg`` (the config of the ``--init-from`` model) the sections that give the weights their
+    meaning (architecture, grid, intensity, conditions, schedule) are that model's.
+    """
+    from ..diffusion.checkpoint import MODEL_SECTIONS, make_model_config
+
+    if init_cfg is not None:
+        cfg = {"name": settings.name, "demo": settings.demo,
+               **{k: json.loads(json.dumps(init_cfg[k])) for k in MODEL_SECTIONS}, "training": dict(summary)}
+        return cfg
+    shape = settings.grid_shape or DEFAULT_SHAPES[settings.architecture]
+    return make_model_config(_architecture(settings, shape), shape, settings.spacing_mm, name=settings.name,
+                             demo=settings.demo, training=summary)
+
+
+def init_conflicts(settings: TrainSettings, init_cfg: dict) -> list[str]:
+    """Model options given on the command line that disagree with the ``--init-from`` model's config."""
+    from ..diffusion.unet import UNetConfig
+
+    given = settings.model_fields_set
+    shape = [int(s) for s in init_cfg["grid"]["shape"]]
+    out = []
+    if "grid_shape" in given and list(settings.grid_shape or []) != shape:
+        out.append(f"--grid-shape {' '.join(map(str, settings.grid_shape or []))} (the model's grid is "
+                   f"{' '.join(map(str, shape))})")
+    if "spacing_mm" in given and abs(settings.spacing_mm - float(init_cfg["grid"]["spacing_mm"])) > 1e-9:
+        out.append(f"--spacing {settings.spacing_mm:g} (the model's is {float(init_cfg['grid']['spacing_mm']):g})")
+    if given & {"architecture", "base_channels"}:
+        want = _architecture(settings, list(settings.grid_shape or shape)).to_dict()
+        have = UNetConfig.from_dict(init_cfg["architecture"]).to_dict()
+        diff = [f"{k} {want[k]} vs {have.get(k)}" for k in want if want[k] != have.get(k)]
+        if diff:
+            out.append(f"--architecture {settings.architecture}"
+                       f"{f' --base-channels {settings.base_channels}' if settings.base_channels else ''} "
+                       f"(differs from the model in {', '.join(diff)})")
+    return out
+
+
+def load_init(settings: TrainSettings) -> tuple[dict | None, dict | None, dict | None]:
+    """(weights, config, record) of the ``--init-from`` model, or Nones; bad models raise 64/65/66 errors."""
+    if settings.init_from is None:
+        return None, None, None
+    from ..diffusion.checkpoint import load_init_weights
+
+    weights, cfg, sha = load_init_weights(settings.init_from)
+    if not cfg.get("weights_sha256"):
+        LOGGER.warning("%s records no weights sha256; its weights have sha256 %s", settings.init_from, sha)
+    bad = init_conflicts(settings, cfg)
+    if bad:
+        raise UsageError("--init-from model is incompatible with the options given: " + "; ".join(bad)
+                         + ". Leave these options out to use the model's own", settings.init_from)
+    record = {"name": cfg.get("name"), "folder": Path(settings.init_from).name, "weights_sha256": sha,
+              "code_version": cfg.get("code_version"), "steps": (cfg.get("training") or {}).get("steps")}
+    LOGGER.info("initialising from %s (%s, sha256 %s)", settings.init_from, cfg.get("name"), sha[:12])
+    return weights, cfg, record
 
 
 def prepare_pairs(settings: TrainSettings, config: dict, cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(condition, image) arrays per participant, computed once and cached as ``.npz`` in ``cache``."""
     from ..diffusion.conditioning import condition_from_array
-    from ..inputs import collect_inputs
+    try:  # issue 15 moves inputs into the bids package
+        from ..bids.inputs import collect_inputs
+    except ImportError:
+        from ..inputs import collect_inputs
     from ..workflows.base import participant_spec
 
     app = Settings(bids_dir=settings.bids_dir, output_dir=cache / "unused", analysis_level="participant",
@@ -113,14 +170,15 @@ def run(settings: TrainSettings) -> Path:
 
     ema_decay = settings.ema_decay if settings.ema_decay is not None else auto_ema_decay(settings.steps,
                                                                                          settings.ema_every)
-    config = model_config_for(settings, {})
+    init_weights, init_cfg, init_record = load_init(settings)
+    config = model_config_for(settings, {}, init_cfg)
     pairs = prepare_pairs(settings, config, work / "cache")
     train_keys, val_keys = split(sorted(pairs), settings.validation_label)
     summary = {"dataset": str(Path(settings.bids_dir).name), "participants_train": train_keys,
                "participants_validation": val_keys, "steps": settings.steps, "batch_size": settings.batch_size,
                "accumulation": settings.accumulation, "lr": settings.lr, "ema_decay": ema_decay,
                "seed": settings.random_seed}
-    config = model_config_for(settings, summary)
+    config = model_config_for(settings, summary, init_cfg)
     LOGGER.info("training on %d participant(s), validating on %d: %s", len(train_keys), len(val_keys), val_keys)
     t0 = time.perf_counter()
     folder = train(config, [pairs[k] for k in train_keys], [pairs[k] for k in val_keys], work / "train",
@@ -128,7 +186,8 @@ def run(settings: TrainSettings) -> Path:
                    lr=settings.lr, plateau_patience=settings.plateau_patience, ema_decay=ema_decay,
                    ema_every=settings.ema_every, ema_start=settings.ema_start, val_every=settings.val_every,
                    seed=settings.random_seed, device=settings.device, precision=settings.precision,
-                   resume=not settings.no_resume, log=LOGGER.info)
+                   resume=not settings.no_resume, init_weights=init_weights, init_info=init_record,
+                   log=LOGGER.info)
     out.mkdir(parents=True, exist_ok=True)
     for f in Path(folder).iterdir():
         shutil.copyfile(f, out / f.name)

@@ -36,7 +36,8 @@ from .schedule import BridgeSchedule
 from .unet import UNet3D, UNetConfig
 
 __all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "PLACEMENT", "make_model_config", "save_model", "load_model",
-           "verify_model", "file_sha256", "save_training_state", "load_training_state", "model_paths"]
+           "verify_model", "file_sha256", "save_training_state", "load_training_state", "model_paths",
+           "load_init_weights", "MODEL_SECTIONS"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -115,7 +116,7 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     return p, p.with_name(CONFIG_NAME)
 
 
-def _read_config(cfg_path: Path) -> dict:
+def _read_config(cfg_path: Path, require_sha: bool = True) -> dict:
     if not cfg_path.is_file():
         raise ModelError("model config.json is missing (it must lie beside the weights)", cfg_path)
     try:
@@ -124,7 +125,7 @@ def _read_config(cfg_path: Path) -> dict:
         raise ModelError(f"model config is not readable JSON ({exc})", cfg_path) from exc
     if not isinstance(cfg, dict):
         raise ModelError("model config is not a JSON object", cfg_path)
-    missing = [k for k in (*REQUIRED_SECTIONS, "weights_sha256") if k not in cfg]
+    missing = [k for k in (*REQUIRED_SECTIONS, *(("weights_sha256",) if require_sha else ())) if k not in cfg]
     if missing:
         raise ModelError(f"model config lacks the entries {missing}", cfg_path)
     try:
@@ -224,6 +225,37 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[UN
     model = UNet3D(arch)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device).eval(), cfg
+
+
+# sections of a model config that define what the weights mean (a model initialised from another keeps them)
+MODEL_SECTIONS = ("architecture", "grid", "intensity", "conditions", "schedule")
+
+
+def load_init_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, str]:
+    """Weights (float32 state dict), config and sha256 of a model folder to initialise a training from.
+
+    Unlike :func:`load_model` a config without ``weights_sha256`` is accepted (the caller reports the
+    computed sha256); when one is recorded it must match. Tensor names and shapes are checked against the
+    folder's own architecture (:class:`ModelError`, exit 65, on any mismatch).
+    """
+    weights, cfg_path = model_paths(path)
+    cfg = _read_config(cfg_path, require_sha=False)
+    if not weights.is_file():
+        raise ModelError("model weights file is missing", weights)
+    try:
+        blob = weights.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the weights ({exc})", weights) from exc
+    sha = hashlib.sha256(blob).hexdigest()
+    if cfg.get("weights_sha256"):
+        _check_sha(weights, cfg["weights_sha256"], sha)
+    try:
+        state = _st_load(blob)
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"not a valid safetensors file ({exc})", weights) from exc
+    _compare_keys(weights, {k: v.shape for k, v in state.items()},
+                  _expected_shapes(UNetConfig.from_dict(cfg["architecture"])))
+    return {k: v.float() for k, v in state.items()}, cfg, sha
 
 
 # -- training-state checkpoints ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import OutputError, UsageError
+from ..errors import ModelError, OutputError, UsageError
 from .checkpoint import load_training_state, save_model, save_training_state
 from .conditioning import bridge_channel, image_to_output
 from .inference import resolve_device, synthesize
@@ -202,6 +202,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
           ema_start: int | None = None, val_every: int | None = None, val_samples: int = 2,
           val_steps: int = 10, checkpoint_every: int | None = None, seed: int = 0, device: str = "auto",
           precision: str = "auto", resume: bool = True, grad_checkpointing: bool = False,
+          init_weights: Mapping[str, torch.Tensor] | None = None, init_info: Mapping | None = None,
           progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Train (or resume training) a bridge UNet on cached pairs; returns the EMA model folder.
 
@@ -213,6 +214,12 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     ``ema_every`` steps, plain copies of the weights before ``ema_start`` (default ``steps // 10``).
     Validation (and its PNG) runs every ``val_every`` steps and at the end; the training state is saved
     every ``checkpoint_every`` steps (default: at validations) and at the end.
+
+    ``init_weights`` (a state dict of the same architecture, e.g. from ``checkpoint.load_init_weights``)
+    starts a fresh run from those weights instead of a random initialisation (fine-tuning): new optimizer,
+    step 0, EMA starting from the loaded weights. ``init_info`` (e.g. name and sha256 of the source model)
+    is kept in the training state and written to the model config as ``training.init_from``. A saved state
+    to resume from wins over ``init_weights``.
     """
     if steps < 1 or batch_size < 1 or accumulation < 1 or ema_every < 1:
         raise UsageError("steps, batch_size, accumulation and ema_every must be positive")
@@ -287,8 +294,21 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                 torch.cuda.set_rng_state(tensors["rng.cuda"].to(torch.uint8), dev)
             step, loss_smooth, seconds = int(meta["step"]), float(meta["loss_smooth"]), float(meta["seconds"])
             log(f"resuming from step {step} in {out / 'state'}")
-        elif resume is False and (out / "state").exists():
-            log(f"resume=False: starting afresh, the state in {out / 'state'} will be overwritten")
+            if init_weights is not None:
+                log("the saved training state wins: the initial weights given (--init-from) are ignored")
+            args["init_from"] = meta["args"].get("init_from")
+        else:
+            if resume is False and (out / "state").exists():
+                log(f"resume=False: starting afresh, the state in {out / 'state'} will be overwritten")
+            if init_weights is not None:
+                try:
+                    model.load_state_dict(dict(init_weights), strict=True)
+                except RuntimeError as exc:
+                    raise ModelError(f"the initial weights do not fit the architecture ({exc})") from exc
+                ema.load_state_dict(model.state_dict())  # the EMA starts from the loaded weights
+                args["init_from"] = dict(init_info) if init_info is not None else {}
+                log(f"starting from the weights of {dict(init_info or {}).get('name', 'the given model')} "
+                    f"(fresh optimizer, step 0, EMA from these weights)")
 
         logf = _Log(out / "train_log.tsv", step)
 
@@ -395,5 +415,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                        "final_loss_smooth": last.get("loss_smooth"), "val_ssim": last.get("val_ssim"),
                        "val_mae": last.get("val_mae"), "val_ssim_raw": last.get("val_ssim_raw"),
                        "train_seconds": seconds}
+    if args.get("init_from") is not None:
+        cfg["training"]["init_from"] = args["init_from"]
     cfg["training"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cfg["training"].items()}
     return save_model(out / "model", ema.to("cpu").to(memory_format=torch.contiguous_format), cfg)
