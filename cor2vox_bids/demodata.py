@@ -1,11 +1,22 @@
 """Build the embedded demo dataset from FreeSurfer's ``fsaverage5`` subject.
 
-Each pseudo-participant is fsaverage5 moved by one random, smooth, invertible deformation
-``phi(x) = A x + b + u(x)`` (a small random affine plus a smooth displacement ``u``), applied **jointly**:
-surfaces are mapped forward (``v' = phi(v)``) and the volume is resampled backward
-(``I'(y) = I(phi^-1(y))``, the inverse found by fixed-point iteration on a coarse grid). Cortical thickness is
-recomputed from the moved surfaces. A random scanner offset (``c_ras``) is written into the image headers so that
-the FreeSurfer tkr frame and the scanner frame differ, as they do for real scans.
+Each pseudo-participant is made in three steps, so that its T1w image **agrees with its own surfaces**
+(fsaverage's ``T1.mgz`` is a volumetric average without a cortical ribbon, so it cannot be used as is):
+
+1. **Anatomy.** fsaverage5's pial surface is moved along the white→pial direction by a smooth random regional
+   factor (``pial' = white + (1 + f)(pial − white)``, ``|f| ≤ THICKNESS_CHANGE``, never through white), so that
+   participants differ in regional thickness.
+2. **Rendering** (the lab2im/SynthSeg recipe) on the template's 1 mm grid: white matter and cortical ribbon with
+   partial volume from the exact signed distance fields of the participant's white and pial surfaces; subcortical
+   structures, ventricles, cerebellum and brainstem from fsaverage's ``aseg.mgz``; sulcal and extra-cerebral CSF
+   inside ``brainmask.mgz``; the template's own skull and scalp outside it. Tissue intensities are drawn per
+   participant (WM > GM > CSF), then a Gaussian point-spread function is applied.
+3. **Deformation.** Surfaces and image are moved **jointly** by one random, smooth, invertible deformation
+   ``phi(x) = A x + b + u(x)``: surfaces forward (``v' = phi(v)``), the volume backward
+   (``I'(y) = I(phi^-1(y))``, the inverse found by fixed-point iteration on a coarse grid). Then a smooth
+   multiplicative bias field and Gaussian noise are applied. Cortical thickness is recomputed from the moved
+   surfaces. A random scanner offset (``c_ras``) is written into the image headers so that the FreeSurfer tkr frame
+   and the scanner frame differ, as they do for real scans.
 
 A second "site" copy of the raw images has another contrast (a gamma curve) and a smooth multiplicative bias
 field, for harmonization experiments. All data derive from FreeSurfer 7.3.2 fsaverage5 (modified); the
@@ -34,6 +45,31 @@ HEMIS = ("lh", "rh")
 CONTROL_SPACING_MM = 32.0  # random displacement control points (smooth, brain-scale folds)
 COARSE_SPACING_MM = 4.0  # grid on which the inverse map is solved
 MAX_DISPLACEMENT_MM = 4.0
+THICKNESS_CHANGE = 0.15  # largest regional relative thickness change of a pseudo-participant
+THICKNESS_BUMPS = 16  # random smooth bumps on the sphere that make the regional pattern
+THICKNESS_BUMP_WIDTH = 25.0  # mm on fsaverage's 100 mm sphere (~14 degrees)
+
+# fsaverage aseg labels -> tissue class used by the renderer (levels drawn per participant in ``tissue_levels``)
+ASEG_CLASSES: dict[str, tuple[int, ...]] = {
+    "wm": (2, 41, 77, 85, 251, 252, 253, 254, 255),
+    "cortex": (3, 42),
+    "csf": (4, 5, 14, 15, 24, 43, 44),
+    "thalamus": (10, 49),
+    "caudate": (11, 50),
+    "putamen": (12, 51),
+    "pallidum": (13, 52),
+    "brainstem": (16,),
+    "hippocampus": (17, 53),
+    "amygdala": (18, 54),
+    "accumbens": (26, 58),
+    "ventral_dc": (28, 60),
+    "vessel": (30, 62, 31, 63),
+    "cerebellum_wm": (7, 46),
+    "cerebellum_cortex": (8, 47),
+}
+# grey-level of deep structures as a fraction of the way from GM to WM (typical T1w appearance)
+DEEP_GM_POSITION = {"thalamus": 0.6, "caudate": 0.15, "putamen": 0.25, "pallidum": 0.7, "brainstem": 0.75,
+                    "hippocampus": 0.0, "amygdala": 0.05, "accumbens": 0.1, "ventral_dc": 0.7, "vessel": 0.2}
 
 
 @dataclass(frozen=True)
@@ -44,6 +80,9 @@ class Template:
     t1: nib.MGHImage
     surfaces: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]  # (hemi, surf) -> (tkr vertices, faces)
     licence: Path | None
+    aseg: np.ndarray | None = None  # int16 labels on the T1 grid
+    brainmask: np.ndarray | None = None  # bool, on the T1 grid
+    spheres: dict[str, np.ndarray] | None = None  # hemi -> sphere.reg vertices
 
 
 def fsaverage5_dir() -> Path:
@@ -75,14 +114,115 @@ def _licence_file() -> Path | None:
 
 
 def load_template() -> Template:
-    """Read fsaverage5's T1 and white/pial surfaces."""
+    """Read fsaverage5's T1, aseg, brain mask, white/pial surfaces and registered spheres."""
     root = fsaverage5_dir()
     surfaces = {}
+    spheres = {}
     for hemi in HEMIS:
         for surf in SURFACES:
             v, f = fsio.read_geometry(str(root / "surf" / f"{hemi}.{surf}"))
             surfaces[(hemi, surf)] = (v.astype(np.float64), f.astype(np.int32))
-    return Template(root, nib.load(str(root / "mri" / "T1.mgz")), surfaces, _licence_file())
+        spheres[hemi] = fsio.read_geometry(str(root / "surf" / f"{hemi}.sphere.reg"))[0].astype(np.float64)
+    aseg = np.asarray(nib.load(str(root / "mri" / "aseg.mgz")).dataobj).astype(np.int16)
+    brainmask = np.asarray(nib.load(str(root / "mri" / "brainmask.mgz")).dataobj) > 0
+    return Template(root, nib.load(str(root / "mri" / "T1.mgz")), surfaces, _licence_file(), aseg, brainmask,
+                    spheres)
+
+
+def thickness_factor(sphere: np.ndarray, rng: np.random.Generator, amplitude: float = THICKNESS_CHANGE) -> np.ndarray:
+    """A smooth random relative thickness change per vertex, in [-amplitude, amplitude].
+
+    A sum of ``THICKNESS_BUMPS`` Gaussian bumps of random sign placed at random points of the registered sphere
+    (so the same field follows the same cortical region in every participant), scaled so that its largest
+    magnitude is ``amplitude``.
+    """
+    radius = float(np.linalg.norm(sphere, axis=1).mean())
+    centres = rng.normal(size=(THICKNESS_BUMPS, 3))
+    centres *= radius / np.linalg.norm(centres, axis=1, keepdims=True)
+    weights = rng.normal(size=THICKNESS_BUMPS)
+    d2 = ((sphere[:, None, :] - centres[None]) ** 2).sum(-1)
+    field = np.exp(-d2 / (2 * THICKNESS_BUMP_WIDTH ** 2)) @ weights
+    return amplitude * field / max(float(np.abs(field).max()), 1e-9)
+
+
+def scale_thickness(white: np.ndarray, pial: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """``white + (1 + factor)(pial − white)``: the pial surface moved along white→pial, never through white."""
+    if np.any(factor <= -1):
+        raise ValueError("a thickness factor of -1 or less would move the pial surface through the white surface")
+    return white + (1.0 + factor)[:, None] * (pial - white)
+
+
+def tissue_levels(rng: np.random.Generator) -> dict[str, float]:
+    """Per-participant mean intensities of each tissue class (WM > GM > CSF, arbitrary units ~ FreeSurfer's)."""
+    wm = rng.uniform(100.0, 115.0)
+    gm = wm * rng.uniform(0.62, 0.72)
+    levels = {"wm": wm, "cortex": gm, "csf": wm * rng.uniform(0.22, 0.32)}
+    for name, pos in DEEP_GM_POSITION.items():
+        levels[name] = gm + pos * (wm - gm)
+    levels["cerebellum_wm"] = wm * 0.96
+    levels["cerebellum_cortex"] = gm * 0.97
+    levels["head_scale"] = wm / 95.0  # the template's skull and scalp, scaled like its WM (~95 in T1.mgz)
+    return levels
+
+
+def _union_sdf(meshes: list[tuple[np.ndarray, np.ndarray]], affine: np.ndarray, shape: tuple[int, int, int],
+               margin: int = 6) -> np.ndarray:
+    """Signed distance (mm) to the union of closed meshes, exact near the surfaces; computed in a padded box."""
+    from .geometry import signed_distance
+
+    inv = np.linalg.inv(affine)
+    allv = np.concatenate([v for v, _ in meshes])
+    vox = allv @ inv[:3, :3].T + inv[:3, 3]
+    lo = np.maximum(np.floor(vox.min(0)).astype(int) - margin, 0)
+    hi = np.minimum(np.ceil(vox.max(0)).astype(int) + margin + 1, shape)
+    sub_shape = tuple(int(h - l) for l, h in zip(lo, hi))
+    sub_affine = affine.copy()
+    sub_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
+    sdf = np.full(shape, np.float32(margin), dtype=np.float32)  # far outside: beyond the partial-volume range
+    box = tuple(slice(l, h) for l, h in zip(lo, hi))
+    sub = np.full(sub_shape, np.inf, dtype=np.float32)
+    for v, f in meshes:
+        np.minimum(sub, signed_distance(v, f, sub_affine, sub_shape, band=2), out=sub)
+    sdf[box] = sub
+    return sdf
+
+
+def render_t1(template: Template, white: list[tuple[np.ndarray, np.ndarray]],
+              pial: list[tuple[np.ndarray, np.ndarray]], levels: dict[str, float], psf_sigma_mm: float) -> np.ndarray:
+    """Render a T1w-like volume (template 1 mm grid, float32) whose cortex is the given surfaces (tkr RAS).
+
+    Partial volume: the fraction of a voxel inside a surface is ``clip(0.5 − sdf/voxel, 0, 1)``. Inside white: the
+    aseg class (deep grey matter, ventricles) or WM; between white and pial: cortical GM; outside pial: cerebellum,
+    brainstem and the like from aseg, CSF elsewhere inside the brain mask, the template's head outside it.
+    """
+    if template.aseg is None or template.brainmask is None:
+        raise ValueError("render_t1 needs the template's aseg and brain mask (load_template)")
+    tkr = template.t1.header.get_vox2ras_tkr()
+    shape = template.t1.shape[:3]
+    voxel = float(np.abs(np.linalg.det(tkr[:3, :3])) ** (1 / 3))
+    f_white = np.clip(0.5 - _union_sdf(white, tkr, shape) / voxel, 0.0, 1.0)
+    f_pial = np.clip(0.5 - _union_sdf(pial, tkr, shape) / voxel, 0.0, 1.0)
+    np.maximum(f_pial, f_white, out=f_pial)
+    lut = np.zeros(int(template.aseg.max()) + 1, dtype=np.float32)
+    known = np.zeros_like(lut, dtype=bool)
+    for name, labels in ASEG_CLASSES.items():
+        for lab in labels:
+            if lab < len(lut):
+                lut[lab] = levels[name]
+                known[lab] = True
+    aseg = template.aseg.astype(np.int64)
+    by_label = lut[aseg]
+    cerebral = np.isin(aseg, ASEG_CLASSES["wm"] + ASEG_CLASSES["cortex"]) | ~known[aseg]
+    # inside white: WM unless aseg names a deep structure or a ventricle there
+    inner = np.where(cerebral, np.float32(levels["wm"]), by_label)
+    # outside pial: the cerebrum's own labels become CSF (the surface says there is no brain), others keep theirs
+    head = np.asarray(template.t1.dataobj, dtype=np.float32) * np.float32(levels["head_scale"])
+    outer = np.where(cerebral, np.float32(levels["csf"]), by_label)
+    outer = np.where(template.brainmask | (aseg > 0), outer, head)
+    image = f_white * inner + (f_pial - f_white) * np.float32(levels["cortex"]) + (1.0 - f_pial) * outer
+    if psf_sigma_mm > 0:
+        image = ndimage.gaussian_filter(image, psf_sigma_mm / voxel)
+    return image.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -171,9 +311,10 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 NOTE = (
-    "Derived from FreeSurfer 7.3.2 'fsaverage5' (modified): each pseudo-participant is fsaverage5 moved by a "
-    "random smooth deformation (cor2vox-demo-data). Not data of real people. Distributed under the FreeSurfer "
-    "licence, see LICENSE."
+    "Derived from FreeSurfer 7.3.2 'fsaverage5' (modified): each pseudo-participant is fsaverage5 with a random "
+    "regional thickness change, its T1w rendered from its own surfaces and fsaverage's aseg, moved by a random "
+    "smooth deformation (cor2vox-demo-data). Not data of real people. Distributed under the FreeSurfer licence, "
+    "see LICENSE."
 )
 
 
@@ -213,7 +354,24 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
 
     t1 = template.t1
     tkr = t1.header.get_vox2ras_tkr()
-    warped = warp_volume(np.asarray(t1.dataobj), tkr, phi)
+    # 1. anatomy: regional thickness change (template space)
+    anatomy: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    factors = {}
+    for hemi in HEMIS:
+        white, faces = template.surfaces[(hemi, "white")]
+        factors[hemi] = thickness_factor(template.spheres[hemi], rng)
+        anatomy[(hemi, "white")] = (white, faces)
+        anatomy[(hemi, "pial")] = (scale_thickness(white, template.surfaces[(hemi, "pial")][0], factors[hemi]), faces)
+    # 2. rendering from that anatomy
+    levels = tissue_levels(rng)
+    psf = float(rng.uniform(0.4, 0.6))
+    rendered = render_t1(template, [anatomy[(h, "white")] for h in HEMIS], [anatomy[(h, "pial")] for h in HEMIS],
+                         levels, psf)
+    # 3. joint deformation, then bias field and noise (after resampling, as a scanner would add them)
+    clean = warp_volume(rendered, tkr, phi)
+    noise_sd = float(rng.uniform(1.5, 3.0))
+    warped = clean * bias_field(clean.shape, rng, strength=0.1)
+    warped += rng.normal(0, noise_sd, warped.shape).astype(np.float32) * (warped > 5)
     warped_u8 = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
     header = t1.header.copy()
     header["Pxyz_c"] = c_ras.astype(np.float32)  # MGH c_ras: scanner = tkr + c_ras
@@ -226,7 +384,7 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
     for hemi in HEMIS:
         moved = {}
         for surf in SURFACES:
-            v, f = template.surfaces[(hemi, surf)]
+            v, f = anatomy[(hemi, surf)]
             moved[surf] = (phi.forward(v), f)
             fsio.write_geometry(str(fs_dir / "surf" / f"{hemi}.{surf}"), moved[surf][0], f)
         thick = cortical_thickness(moved["white"][0], moved["white"][1], moved["pial"][0], moved["pial"][1])
@@ -241,9 +399,16 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
     sidecar = {"Manufacturer": "simulated (cor2vox-demo-data)", "MagneticFieldStrength": 3,
                "ProcedureNote": NOTE}
     _write_json(anat_dir / f"sub-{label}_T1w.json", sidecar)
+    _write_json(fs_dir / "mri" / "cor2vox_demo_render.json", {
+        "Description": "How cor2vox-demo-data rendered this pseudo-participant's T1w (see cor2vox_bids/demodata.py).",
+        "TissueLevels": {k: round(float(v), 3) for k, v in levels.items()},
+        "PSFSigmaMM": round(psf, 3), "NoiseSD": round(noise_sd, 3), "BiasFieldStrength": 0.1,
+        "ThicknessFactorRange": {h: [round(float(factors[h].min()), 4), round(float(factors[h].max()), 4)]
+                                 for h in HEMIS},
+    })
     if site2_anat is not None:
         gamma = 0.75
-        vol = 255.0 * (warped / 255.0).clip(0, 1) ** gamma
+        vol = 255.0 * (clean / 255.0).clip(0, 1) ** gamma
         vol *= bias_field(vol.shape, rng)
         vol += rng.normal(0, 2.0, vol.shape).astype(np.float32) * (vol > 5)
         vol16 = np.clip(np.rint(vol * 4), 0, 4095).astype(np.int16)
