@@ -270,7 +270,11 @@ class TrainSettings(BaseModel):
         default=None, description="sMRIPrep GIFTI surfaces as smriprep=PATH.",
         json_schema_extra=_meta("Data", ["--derivatives"], metavar="NAME=PATH"))
     architecture: Literal["demo", "paper"] = Field(
-        default="demo", description="UNet size: 'demo' (small, CPU) or 'paper' (≈63 M parameters, 128³, GPU).",
+        default="demo",
+        description="UNet size: 'demo' (small, CPU) or 'paper' (≈63 M parameters, 128³, GPU). 'paper' also applies "
+                    "the paper's training recipe to every training option not given: --lr 1e-4 --batch-size 2 "
+                    "--accumulation 2 --plateau-patience 3000 --plateau-cooldown 3000 --plateau-on raw "
+                    "--ema-decay 0.995 --ema-every 8 --ema-start-minibatches 30000.",
         json_schema_extra=_meta("Model", ["--architecture"]))
     base_channels: int | None = Field(default=None, ge=4, le=256,
                                       description="Override the architecture's base channel count.",
@@ -294,12 +298,22 @@ class TrainSettings(BaseModel):
         json_schema_extra=_meta("Model", ["--init-from"], metavar="MODEL_DIR"))
     steps: int = Field(default=2000, ge=1, description="Optimizer steps.",
                        json_schema_extra=_meta("Training", ["--steps"]))
-    batch_size: int = Field(default=1, ge=1, description="Batch size.", json_schema_extra=_meta("Training", ["--batch-size"]))
+    batch_size: int = Field(default=1, ge=1,
+                            description="Batch size per process (under torchrun the global batch is this times the "
+                                        "number of processes).",
+                            json_schema_extra=_meta("Training", ["--batch-size"]))
     accumulation: int = Field(default=1, ge=1, description="Gradient accumulation steps.",
                               json_schema_extra=_meta("Training", ["--accumulation"]))
     lr: float = Field(default=2e-4, gt=0, description="Adam learning rate.", json_schema_extra=_meta("Training", ["--lr"]))
     plateau_patience: int = Field(default=3000, ge=1, description="ReduceLROnPlateau patience (steps).",
                                   json_schema_extra=_meta("Training", ["--plateau-patience"]))
+    plateau_cooldown: int = Field(default=0, ge=0,
+                                  description="ReduceLROnPlateau cooldown (optimizer steps) after each reduction.",
+                                  json_schema_extra=_meta("Training", ["--plateau-cooldown"]))
+    plateau_on: Literal["smoothed", "raw"] = Field(
+        default="smoothed", description="What ReduceLROnPlateau watches: the smoothed training loss (factor 0.98) or "
+                                        "the raw loss of each step (the paper's).",
+        json_schema_extra=_meta("Training", ["--plateau-on"]))
     ema_decay: float | None = Field(
         default=None, ge=0, lt=1,
         description="EMA decay per update. Default: 1 - ema_every / min(1600, steps / 10), so the EMA averages over "
@@ -307,17 +321,32 @@ class TrainSettings(BaseModel):
         json_schema_extra=_meta("Training", ["--ema-decay"]))
     ema_every: int = Field(default=8, ge=1, description="EMA update interval (steps).",
                            json_schema_extra=_meta("Training", ["--ema-every"]))
-    ema_start: int = Field(default=0, ge=0, description="First step with EMA updates.",
+    ema_start: int = Field(default=0, ge=0, description="First optimizer step with EMA updates.",
                            json_schema_extra=_meta("Training", ["--ema-start"]))
+    ema_start_minibatches: int | None = Field(
+        default=None, ge=0,
+        description="First EMA update counted in mini-batches, as the paper's start_ema_step (30000 mini-batches "
+                    "with --accumulation 2 = optimizer step 15000); instead of --ema-start.",
+        json_schema_extra=_meta("Training", ["--ema-start-minibatches"], metavar="N"))
     val_every: int = Field(default=250, ge=1, description="Validation (samples, SSIM) interval in steps.",
                            json_schema_extra=_meta("Training", ["--val-every"]))
     random_seed: int = Field(default=0, ge=0, description="Seed (training is deterministic for a seed on CPU).",
                              json_schema_extra=_meta("Training", ["--random-seed"]))
     device: str = Field(default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.",
                         json_schema_extra=_meta("Training", ["--device"], metavar="{auto,cpu,cuda,cuda:N}"))
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        default="auto", description="auto: bf16 autocast on CUDA and on CPUs with AMX/AVX512-BF16, else fp32.",
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 autocast on CUDA GPUs that support it (fp16 with a gradient scaler "
+                                    "on older ones) and on CPUs with AMX/AVX512-BF16, else fp32. fp16 is CUDA only.",
         json_schema_extra=_meta("Training", ["--precision"]))
+    grad_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass (less GPU memory, about a third "
+                                   "more compute per step); for the paper configuration on smaller GPUs.",
+        json_schema_extra=_meta("Training", ["--grad-checkpointing"]))
+    dist_timeout: float = Field(
+        default=1800.0, gt=0,
+        description="Under torchrun: seconds a process waits for the others in a collective operation before the "
+                    "job fails (a rank that died or hangs ends the job instead of stalling it).",
+        json_schema_extra=_meta("Other options", ["--dist-timeout"], metavar="SECONDS"))
     work_dir: Path | None = Field(default=None, description="Where conditioning maps are cached and training state "
                                   "is kept (resume by rerunning with the same folder). Default: MODEL_DIR/../work.",
                                   json_schema_extra=_meta("Other options", ["-w", "--work-dir"], metavar="WORK_DIR"))
@@ -337,6 +366,12 @@ class TrainSettings(BaseModel):
     @classmethod
     def _init_absolute(cls, v: Path | None) -> Path | None:
         return None if v is None else Path(os.path.abspath(Path(v).expanduser()))
+
+    @model_validator(mode="after")
+    def _ema_start_once(self) -> "TrainSettings":
+        if self.ema_start_minibatches is not None and "ema_start" in self.model_fields_set:
+            raise ValueError("give --ema-start (optimizer steps) or --ema-start-minibatches, not both")
+        return self
 
     @field_validator("grid_shape")
     @classmethod

@@ -21,6 +21,7 @@ on [−1, 1] with data_range 2).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -34,6 +35,7 @@ import torch
 from ..errors import ModelError, OutputError, UsageError
 from .checkpoint import load_training_state, save_model, save_training_state
 from .conditioning import bridge_channel, image_to_output
+from .distributed import all_mean, barrier, current, rank_indices
 from .inference import resolve_device, synthesize
 from .metrics import mae, ssim
 from .precision import autocast, resolve_precision, uses_channels_last
@@ -45,7 +47,6 @@ __all__ = ["train", "TrainingPair", "auto_ema_decay"]
 TrainingPair = tuple[np.ndarray, np.ndarray]
 LOG_COLUMNS = ("step", "loss", "loss_smooth", "lr", "seconds", "steps_per_s", "val_ssim", "val_mae",
                "val_ssim_raw")
-RESUME_KEYS = ("architecture", "seed", "batch_size", "accumulation", "n_train", "schedule", "precision")
 
 
 def auto_ema_decay(steps: int, ema_every: int) -> float:
@@ -54,10 +55,32 @@ def auto_ema_decay(steps: int, ema_every: int) -> float:
     return 1.0 - ema_every / horizon
 
 
-def _data_index(seed: int, n: int, position: int) -> int:
-    """Index of the ``position``-th training example drawn (epoch-wise seeded permutations)."""
-    epoch, within = divmod(position, n)
-    return int(np.random.default_rng([seed, epoch]).permutation(n)[within])
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _resume_differences(saved: Mapping, now: Mapping) -> list[str]:
+    """Why a saved state cannot be continued with these arguments (empty: it can).
+
+    The architecture is compared after normalising (configs written before a field existed get its default);
+    the global batch may be split over another number of processes, and batch × accumulation may be traded
+    as long as the samples per optimizer step stay the same (the data stream continues where it stopped).
+    """
+    out = []
+    for k in ("seed", "n_train", "schedule", "precision"):
+        if saved.get(k) != now[k]:
+            out.append(f"{k} ({saved.get(k)} saved, {now[k]} now)")
+    try:
+        same = UNetConfig.from_dict(saved.get("architecture", {})).to_dict() == now["architecture"]
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        out.append("architecture")
+    per_step = int(saved.get("batch_size", 0)) * int(saved.get("accumulation", 0))
+    if per_step != now["batch_size"] * now["accumulation"]:
+        out.append(f"samples per optimizer step (global batch × accumulation: {per_step} saved, "
+                   f"{now['batch_size']} × {now['accumulation']} now)")
+    return out
 
 
 def _check_pairs(pairs: Sequence[TrainingPair], n_cond: int, shape: tuple[int, ...], what: str) -> None:
@@ -199,6 +222,7 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
           out_dir: str | Path, *, steps: int, batch_size: int = 1, accumulation: int = 1, lr: float = 1e-4,
           plateau_patience: int = 3000, plateau_factor: float = 0.5, min_lr: float = 5e-7,
           loss_smoothing: float = 0.98, ema_decay: float = 0.995, ema_every: int = 8,
+          plateau_cooldown: int = 0, plateau_on: str = "smoothed",
           ema_start: int | None = None, val_every: int | None = None, val_samples: int = 2,
           val_steps: int = 10, checkpoint_every: int | None = None, seed: int = 0, device: str = "auto",
           precision: str = "auto", resume: bool = True, grad_checkpointing: bool = False,
@@ -209,8 +233,9 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     ``model_config`` is a complete model config (``checkpoint.make_model_config``); pairs are
     ``(condition float32 (C, D, H, W) in [−1, 1], image float32 (1, D, H, W) in [−1, 1])``.
     ``steps`` counts optimizer steps (each ``accumulation`` micro-batches of ``batch_size``).
-    The plateau scheduler sees the exponentially smoothed training loss (factor ``loss_smoothing``) after
-    every optimizer step; ``plateau_patience`` is in optimizer steps. EMA weights are updated every
+    The plateau scheduler sees the exponentially smoothed training loss (factor ``loss_smoothing``; the
+    demo choice) or, with ``plateau_on="raw"``, the raw loss of each step (the paper's) after every optimizer
+    step; ``plateau_patience`` and ``plateau_cooldown`` are in optimizer steps. EMA weights are updated every
     ``ema_every`` steps, plain copies of the weights before ``ema_start`` (default ``steps // 10``).
     Validation (and its PNG) runs every ``val_every`` steps and at the end; the training state is saved
     every ``checkpoint_every`` steps (default: at validations) and at the end.
@@ -220,9 +245,17 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     step 0, EMA starting from the loaded weights. ``init_info`` (e.g. name and sha256 of the source model)
     is kept in the training state and written to the model config as ``training.init_from``. A saved state
     to resume from wins over ``init_weights``.
+
+    Data parallel: when a ``torch.distributed`` process group is initialised (``distributed.init_distributed``)
+    the model is wrapped in ``DistributedDataParallel``; ``batch_size`` is per process, the global batch is
+    ``world × batch_size``, and the run equals a single-process run with the global batch (same samples, same
+    timesteps and noise; see ``distributed``). Only rank 0 validates and writes logs, figures, the training
+    state and the model folder; every rank returns the model folder's path once it is written.
     """
     if steps < 1 or batch_size < 1 or accumulation < 1 or ema_every < 1:
         raise UsageError("steps, batch_size, accumulation and ema_every must be positive")
+    if plateau_on not in ("smoothed", "raw"):
+        raise UsageError(f"plateau_on must be 'smoothed' or 'raw', not {plateau_on!r}")
     if not train_set:
         raise UsageError("the training set is empty")
     cfg = copy.deepcopy(dict(model_config))
@@ -244,6 +277,11 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     val_every = val_every or steps
     checkpoint_every = checkpoint_every or val_every
 
+    par = current()
+    main = par.is_main
+    if not main:
+        progress = False
+        log = _quiet
     out = Path(out_dir)
     try:
         (out / "val").mkdir(parents=True, exist_ok=True)
@@ -253,8 +291,15 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     memfmt = torch.channels_last_3d if uses_channels_last(prec, dev) else torch.contiguous_format
-    args = {"architecture": arch.to_dict(), "seed": seed, "batch_size": batch_size, "accumulation": accumulation,
-            "n_train": len(train_set), "schedule": schedule.to_dict(), "precision": prec}
+    gbatch = batch_size * par.world  # the global batch of one micro-step
+    # "batch_size" is the global batch (== the batch of a single-process run, as in earlier states)
+    args = {"architecture": arch.to_dict(), "seed": seed, "batch_size": gbatch, "accumulation": accumulation,
+            "n_train": len(train_set), "schedule": schedule.to_dict(), "precision": prec,
+            "world_size": par.world, "batch_per_process": batch_size}
+    if par.enabled:
+        log(f"data parallel: {par.world} processes ({par.backend}) × batch {batch_size} = global batch {gbatch}"
+            f"{f' × {accumulation} accumulation' if accumulation > 1 else ''} = {gbatch * accumulation} samples "
+            f"per optimizer step")
 
     det_before = torch.are_deterministic_algorithms_enabled()
     warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -268,7 +313,8 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=plateau_factor, patience=plateau_patience, min_lr=min_lr)
+            opt, mode="min", factor=plateau_factor, patience=plateau_patience, min_lr=min_lr,
+            cooldown=plateau_cooldown)
         scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
         gen = torch.Generator(device=dev).manual_seed(seed)
         step, loss_smooth, seconds = 0, math.nan, 0.0
@@ -276,10 +322,13 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
         saved = load_training_state(out / "state") if resume else None
         if saved is not None:
             tensors, meta = saved
-            diff = [k for k in RESUME_KEYS if meta["args"].get(k) != args[k]]
+            diff = _resume_differences(meta["args"], args)
             if diff:
-                raise UsageError(f"cannot resume: {diff} differ from the saved training state; use another "
-                                 f"output folder or resume=False", out / "state")
+                raise UsageError(f"cannot resume: {'; '.join(diff)} differ from the saved training state; use "
+                                 f"another output folder or resume=False", out / "state")
+            if meta["args"].get("batch_size") != gbatch:
+                log(f"resuming with global batch {gbatch} × {accumulation} instead of "
+                    f"{meta['args']['batch_size']} × {meta['args'].get('accumulation')} (same samples per step)")
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
             model.to(memory_format=memfmt)
@@ -293,7 +342,10 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
             if dev.type == "cuda" and "rng.cuda" in tensors:
                 torch.cuda.set_rng_state(tensors["rng.cuda"].to(torch.uint8), dev)
             step, loss_smooth, seconds = int(meta["step"]), float(meta["loss_smooth"]), float(meta["seconds"])
-            log(f"resuming from step {step} in {out / 'state'}")
+            saved_world = int(meta["args"].get("world_size", 1))
+            log(f"resuming from step {step} in {out / 'state'}"
+                + (f" (saved by a run of {saved_world} process(es), now {par.world})"
+                   if saved_world != par.world else ""))
             if init_weights is not None:
                 log("the saved training state wins: the initial weights given (--init-from) are ignored")
             args["init_from"] = meta["args"].get("init_from")
@@ -309,10 +361,22 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                 args["init_from"] = dict(init_info) if init_info is not None else {}
                 log(f"starting from the weights of {dict(init_info or {}).get('name', 'the given model')} "
                     f"(fresh optimizer, step 0, EMA from these weights)")
+        if par.rank:
+            # every rank draws the same timesteps/noise stream (and takes its slice); the global RNG (dropout)
+            # differs per rank and step
+            torch.manual_seed(int(np.random.default_rng([seed, par.rank, step]).integers(2**62)))
+        net: torch.nn.Module = model
+        if par.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-        logf = _Log(out / "train_log.tsv", step)
+            net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                          broadcast_buffers=False)
+
+        logf = _Log(out / "train_log.tsv", step) if main else None
 
         def save_state() -> None:
+            if not main:
+                return
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
             otensors, groups = _optimizer_to_tensors(opt)
@@ -346,33 +410,39 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
 
         bar = _progress_bar(steps, step, progress)
         say = bar.write if bar is not None and log is print else log  # keep the bar intact
-        micro = batch_size * accumulation
+        micro = gbatch * accumulation
         n = len(train_set)
+        lo, hi = par.rank * batch_size, (par.rank + 1) * batch_size
         t_last = time.perf_counter()
         while step < steps:
-            model.train()
+            net.train()
             opt.zero_grad(set_to_none=True)
             total = 0.0
             for a in range(accumulation):
-                idx = [_data_index(seed, n, step * micro + a * batch_size + b) for b in range(batch_size)]
+                idx = rank_indices(seed, n, step * micro + a * gbatch, par.rank, batch_size)
                 cond = torch.from_numpy(np.stack([train_set[i][0] for i in idx])).to(dev, torch.float32)
                 x0 = torch.from_numpy(np.stack([train_set[i][1] for i in idx])).to(dev, torch.float32)
                 y = cond[:, yi:yi + 1]
-                t = torch.randint(0, schedule.num_timesteps, (batch_size,), generator=gen, device=dev)
-                noise = torch.randn(x0.shape, generator=gen, device=dev, dtype=torch.float32)
+                # the global micro-batch's timesteps and noise, of which this rank takes its slice
+                t = torch.randint(0, schedule.num_timesteps, (gbatch,), generator=gen, device=dev)[lo:hi]
+                noise = torch.randn((gbatch, *x0.shape[1:]), generator=gen, device=dev,
+                                    dtype=torch.float32)[lo:hi]
                 xt = schedule.q_sample(x0, y, t, noise)
                 inp = torch.cat([xt, cond], dim=1).contiguous(memory_format=memfmt)
-                with autocast(prec, dev):
-                    pred = model(inp, t)
-                loss = l1_loss(pred, schedule.target(x0, y))
-                scaler.scale(loss / accumulation).backward()
+                sync = contextlib.nullcontext() if (a == accumulation - 1 or not par.enabled) else net.no_sync()
+                with sync:
+                    with autocast(prec, dev):
+                        pred = net(inp, t)
+                    loss = l1_loss(pred, schedule.target(x0, y))
+                    scaler.scale(loss / accumulation).backward()
                 total += float(loss.detach()) / accumulation
             scaler.step(opt)
             scaler.update()
             step += 1
+            total = all_mean(total, dev)  # every rank logs and schedules on the global batch's loss
             loss_smooth = total if math.isnan(loss_smooth) else (
                 loss_smoothing * loss_smooth + (1.0 - loss_smoothing) * total)
-            plateau.step(loss_smooth)
+            plateau.step(total if plateau_on == "raw" else loss_smooth)
             if step % ema_every == 0:
                 with torch.no_grad():
                     e_params, m_params = list(ema.parameters()), list(model.parameters())
@@ -384,8 +454,9 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
             dt, t_last = now - t_last, now
             seconds += dt
             lr_now = opt.param_groups[0]["lr"]
-            logf.add({"step": step, "loss": total, "loss_smooth": loss_smooth, "lr": lr_now,
-                      "seconds": seconds, "steps_per_s": 1.0 / max(dt, 1e-9)})
+            if logf is not None:
+                logf.add({"step": step, "loss": total, "loss_smooth": loss_smooth, "lr": lr_now,
+                          "seconds": seconds, "steps_per_s": 1.0 / max(dt, 1e-9)})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_smooth:.4f}", lr=f"{lr_now:.1e}", sps=f"{1.0 / max(dt, 1e-9):.2f}")
@@ -393,11 +464,12 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                 if step == steps and step < ema_start:  # EMA never started: use the final weights
                     with torch.no_grad():
                         torch._foreach_copy_(list(ema.parameters()), list(model.parameters()))
-                vs, vm, vr = validate()
-                logf.set_val(step, vs, vm, vr)
-                _plot_loss(logf.rows, out / "loss_curve.png")
-                say(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f} (raw weights "
-                    f"{vr:.4f}), val MAE {vm:.4f}")
+                if main:
+                    vs, vm, vr = validate()
+                    logf.set_val(step, vs, vm, vr)
+                    _plot_loss(logf.rows, out / "loss_curve.png")
+                    say(f"step {step}: loss {loss_smooth:.4f}, lr {lr_now:.2e}, val SSIM {vs:.4f} (raw weights "
+                        f"{vr:.4f}), val MAE {vm:.4f}")
                 t_last = time.perf_counter()  # validation time is not training time
             if step % checkpoint_every == 0 or step == steps:
                 save_state()
@@ -407,15 +479,24 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
     finally:
         torch.use_deterministic_algorithms(det_before, warn_only=warn_before)
 
-    last = logf.rows[-1] if logf.rows else {}
-    cfg["training"] = {**cfg.get("training", {}), "steps": step, "batch_size": batch_size,
-                       "accumulation": accumulation, "lr": lr, "seed": seed, "precision": prec,
-                       "ema_decay": ema_decay, "ema_every": ema_every, "ema_start": ema_start,
-                       "n_train": len(train_set), "n_val": len(val_set),
-                       "final_loss_smooth": last.get("loss_smooth"), "val_ssim": last.get("val_ssim"),
-                       "val_mae": last.get("val_mae"), "val_ssim_raw": last.get("val_ssim_raw"),
-                       "train_seconds": seconds}
-    if args.get("init_from") is not None:
-        cfg["training"]["init_from"] = args["init_from"]
-    cfg["training"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cfg["training"].items()}
-    return save_model(out / "model", ema.to("cpu").to(memory_format=torch.contiguous_format), cfg)
+    folder = out / "model"
+    if main:
+        last = logf.rows[-1] if logf.rows else {}
+        cfg["training"] = {**cfg.get("training", {}), "steps": step, "batch_size": gbatch,
+                           "accumulation": accumulation, "lr": lr, "seed": seed, "precision": prec,
+                           "ema_decay": ema_decay, "ema_every": ema_every, "ema_start": ema_start,
+                           "n_train": len(train_set), "n_val": len(val_set),
+                           "final_loss_smooth": last.get("loss_smooth"), "val_ssim": last.get("val_ssim"),
+                           "val_mae": last.get("val_mae"), "val_ssim_raw": last.get("val_ssim_raw"),
+                           "train_seconds": seconds}
+        if par.enabled:
+            cfg["training"].update(world_size=par.world, batch_per_process=batch_size)
+        if plateau_cooldown or plateau_on != "smoothed":
+            cfg["training"].update(plateau_cooldown=plateau_cooldown, plateau_on=plateau_on)
+        if args.get("init_from") is not None:
+            cfg["training"]["init_from"] = args["init_from"]
+        cfg["training"] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                           for k, v in cfg["training"].items()}
+        save_model(folder, ema.to("cpu").to(memory_format=torch.contiguous_format), cfg)
+    barrier()  # the other ranks return once the model folder is complete
+    return folder

@@ -28,6 +28,8 @@ class UNetConfig:
 
     ``attention_resolutions`` are spatial sizes (e.g. ``(16,)`` = attention where the feature maps of a
     ``image_size``-wide input are 16 voxels wide); ``image_size`` only serves to resolve them.
+    ``upsample_mode`` is the interpolation of the decoder's 2× up-sampling (configs written before it existed
+    load as ``nearest``, which they were trained with).
     """
 
     image_size: int = 128
@@ -44,6 +46,7 @@ class UNetConfig:
     conv_resample: bool = True
     dropout: float = 0.0
     norm_groups: int = 32
+    upsample_mode: str = "nearest"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
@@ -58,6 +61,8 @@ class UNetConfig:
             raise ValueError("dropout must lie in [0, 1)")
         if self.norm_groups < 1 or self.num_head_channels < 1:
             raise ValueError("norm_groups and num_head_channels must be positive")
+        if self.upsample_mode not in ("nearest", "trilinear"):
+            raise ValueError("upsample_mode must be 'nearest' or 'trilinear'")
 
     @property
     def divisor(self) -> int:
@@ -82,8 +87,9 @@ class UNetConfig:
 
 
 def paper_config() -> UNetConfig:
-    """The Cor2Vox network: 128³, 6 input channels, 64 base, (1,2,3,4), attention at 16³ + middle (≈63 M)."""
-    return UNetConfig()
+    """The Cor2Vox network: 128³, 6 input channels, 64 base, (1,2,3,4), attention at 16³ + middle (≈63 M),
+    trilinear up-sampling as in the authors' code."""
+    return UNetConfig(upsample_mode="trilinear")
 
 
 def demo_config(image_size: int = 64, base_channels: int = 24, num_res_blocks: int = 1) -> UNetConfig:
@@ -140,12 +146,16 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 class _Upsample(nn.Module):
-    def __init__(self, channels: int, use_conv: bool):
+    def __init__(self, channels: int, use_conv: bool, mode: str = "nearest"):
         super().__init__()
+        self.mode = mode
         self.conv = nn.Conv3d(channels, channels, 3, padding=1) if use_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.mode == "trilinear":
+            x = F.interpolate(x, scale_factor=2.0, mode="trilinear", align_corners=False)
+        else:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self.conv(x) if self.conv is not None else x
 
 
@@ -162,14 +172,15 @@ class ResBlock(nn.Module):
     """Residual block conditioned on the timestep embedding; optionally changes resolution."""
 
     def __init__(self, channels: int, emb_channels: int, out_channels: int, *, dropout: float,
-                 groups: int, scale_shift: bool, up: bool = False, down: bool = False):
+                 groups: int, scale_shift: bool, up: bool = False, down: bool = False,
+                 upsample_mode: str = "nearest"):
         super().__init__()
         self.scale_shift = scale_shift
         self.in_norm = _norm(channels, groups)
         self.in_conv = nn.Conv3d(channels, out_channels, 3, padding=1)
         self.resample: nn.Module | None = None
         if up:
-            self.resample = _Upsample(channels, False)
+            self.resample = _Upsample(channels, False, upsample_mode)
         elif down:
             self.resample = _Downsample(channels, False)
         self.emb = nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels)
@@ -269,8 +280,8 @@ class UNet3D(nn.Module):
                 if cfg.image_size // ds in cfg.attention_resolutions:
                     layers.append(AttentionBlock(ch, cfg.num_head_channels, g))
                 if level and i == cfg.num_res_blocks:
-                    layers.append(ResBlock(ch, emb_ch, ch, up=True, **rb) if cfg.resblock_updown
-                                  else _Upsample(ch, cfg.conv_resample))
+                    layers.append(ResBlock(ch, emb_ch, ch, up=True, upsample_mode=cfg.upsample_mode, **rb)
+                                  if cfg.resblock_updown else _Upsample(ch, cfg.conv_resample, cfg.upsample_mode))
                     ds //= 2
                 self.output_blocks.append(_Seq(layers))
 

@@ -91,3 +91,22 @@ def test_config_dict_roundtrip_and_embedding():
     e = timestep_embedding(torch.tensor([0.0, 3.0]), 8)
     assert torch.equal(e[0], torch.tensor([1.0, 1, 1, 1, 0, 0, 0, 0]))
     assert e[1, 0].item() == pytest.approx(torch.cos(torch.tensor(3.0)).item(), abs=1e-6)
+
+
+def test_upsample_mode_paper_trilinear_and_old_configs_nearest():
+    """The paper network up-samples trilinearly (as the authors' code); configs written before the field
+    existed (the shipped demo model) load as nearest, and the two modes give different outputs."""
+    assert paper_config().upsample_mode == "trilinear" and demo_config().upsample_mode == "nearest"
+    old = tiny_arch().to_dict()
+    del old["upsample_mode"]
+    assert UNetConfig.from_dict(old).upsample_mode == "nearest"
+    with pytest.raises(ValueError, match="upsample_mode"):
+        dataclasses.replace(tiny_arch(), upsample_mode="cubic")
+    torch.manual_seed(0)
+    near = randomize(UNet3D(tiny_arch())).eval()
+    tri = UNet3D(dataclasses.replace(tiny_arch(), upsample_mode="trilinear")).eval()
+    tri.load_state_dict(near.state_dict())  # same parameters: only the interpolation differs
+    x, t = torch.randn(1, 6, 16, 16, 16), torch.tensor([5])
+    with torch.no_grad():
+        a, b = near(x, t), tri(x, t)
+    assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-4)
