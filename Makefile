@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 DEMO   ?= demo
+# the demo runs on pseudo-participants the demo model never saw in training (it was trained on 01-20)
+DEMO_FIRST ?= 21
+DEMO_N     ?= 2
 # CPU build of PyTorch first, so no requirement can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
@@ -24,7 +27,7 @@ install: $(VENV)/.installed
 bids-validator: .tools/node_modules/.bin/bids-validator
 
 demo: install
-	$(VENV)/bin/cor2vox-demo-data $(DEMO)/data --participants 2 --no-site2
+	$(VENV)/bin/cor2vox-demo-data $(DEMO)/data --participants $(DEMO_N) --first $(DEMO_FIRST) --no-site2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out group
 	@echo "Reports: $$(ls $(DEMO)/out/sub-*.html | tr '\n' ' ') and $(DEMO)/out/group_desc-qc_report.html"
