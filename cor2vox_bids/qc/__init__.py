@@ -1,5 +1,8 @@
-"""Quality control measured in the image: thickness along white→pial lines, SSIM/PSNR/MAE, ribbon Dice, figures.
+"""Quality control measured in the image: thickness with FreeSurfer's definition, SSIM/PSNR/MAE, ribbon Dice, figures.
 
+The thickness measure (v2): ``qc.lines`` (FreeSurfer's two lines per vertex), ``qc.profiles`` (profiles and the
+blurred-slab fit), ``qc.measure`` (calibration, gates, per-vertex thickness), ``qc.participant`` (all images of one
+participant, regions, summary). ``qc.thickness.image_thickness`` is the v1 measure along white→pial vertex lines.
 Core functions take plain arrays (vertices, faces, per-vertex labels, names); ``adapters`` accepts
 ``geometry.Hemisphere`` objects.
 """
@@ -13,6 +16,8 @@ from .regions import (
     write_qc_tsv,
     write_summary_json,
 )
+from .participant import measure_participant, thickness_summary
+from .ribbon import ribbon_dice_in_brain
 from .similarity import similarity
 from .thickness import TissueIntensities, calibrate_profile_model, estimate_tissue_intensities, image_thickness
 from .tissue import ribbon_dice, tissue_labels
@@ -24,6 +29,9 @@ __all__ = [
     "calibrate_profile_model",
     "estimate_tissue_intensities",
     "image_thickness",
+    "measure_participant",
+    "ribbon_dice_in_brain",
+    "thickness_summary",
     "read_qc_tsv",
     "region_rows",
     "ribbon_dice",

@@ -109,3 +109,95 @@ def sphere_surfaces(
     v, f = icosphere(subdivisions)
     c = np.asarray(centre)
     return c + r_white * v, c + r_pial * v, f
+
+
+# -- realistic phantoms: bumpy cortex, voxel-integrated partial volume, PSF, bias field, noise -----------------
+
+
+def _white_radius(u: NDArray) -> NDArray:
+    """Radius (mm) of the bumpy white surface in unit directions ``u`` (..., 3): folds of ±2.5 mm."""
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    return 20.0 + 1.6 * np.sin(3.0 * x + 1.0) * np.cos(2.0 * y) + 1.0 * np.sin(4.0 * z + 0.5 * x)
+
+
+def _ribbon_thickness(u: NDArray) -> NDArray:
+    """Radial thickness (mm) of the grey-matter ribbon: 1.6–3.6 mm, varying smoothly over the sphere."""
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    return 2.6 + 0.6 * np.sin(2.5 * z + 0.3) + 0.4 * np.cos(2.0 * x - y)
+
+
+def bumpy_surfaces(subdivisions: int = 5, centre: tuple[float, float, float] = (3.3, -2.7, 5.1)
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """White and pial surfaces of the bumpy phantom (shared faces; pial = white + radial thickness)."""
+    u, f = icosphere(subdivisions)
+    rw = _white_radius(u)
+    c = np.asarray(centre)
+    return c + rw[:, None] * u, c + (rw + _ribbon_thickness(u))[:, None] * u, f
+
+
+def sector_labels(vertices: NDArray, centre: tuple[float, float, float] = (3.3, -2.7, 5.1)
+                  ) -> tuple[NDArray[np.int64], list[str]]:
+    """Twelve 'regions': 4 longitude × 3 latitude sectors of the directions from ``centre``."""
+    d = np.asarray(vertices) - np.asarray(centre)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    lon = np.digitize(np.arctan2(d[:, 1], d[:, 0]), [-np.pi / 2, 0.0, np.pi / 2])
+    lat = np.digitize(d[:, 2], [-0.45, 0.45])
+    return (lon * 3 + lat).astype(np.int64), [f"sector{i:02d}" for i in range(12)]
+
+
+def bumpy_phantom(
+    *,
+    spacing: float = 1.0,
+    fov_mm: float = 64.0,
+    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    psf_sigma_mm: float = 1.0,
+    noise_sd: float = WM / 20.0,
+    bias: float = 0.1,
+    supersample: int = 3,
+    thinning_mm: NDArray | None = None,
+    seed: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """T1w-like image of the bumpy phantom: WM inside the white surface, GM up to the pial, CSF outside.
+
+    Partial volume: each voxel is the mean of ``supersample``³ point samples inside it (the fraction of each tissue
+    in the voxel). Then a Gaussian PSF (σ in mm), a smooth multiplicative bias field (1 ± ``bias``) and Gaussian
+    noise (sd ``noise_sd``; default SNR WM/sd = 20). Returns (image, affine).
+    """
+    n = int(round(fov_mm / spacing))
+    shape = (n, n, n)
+    half = (n - 1) / 2.0 * spacing
+    affine = grid_affine(spacing, tuple(np.asarray(centre) - half))
+    offs = (np.arange(supersample) + 0.5) / supersample - 0.5
+    acc = np.zeros(shape)
+    base = voxel_world(shape, affine) - np.asarray(centre)
+    for dx in offs:
+        for dy in offs:
+            for dz in offs:
+                p = base + spacing * np.array([dx, dy, dz])
+                r = np.linalg.norm(p, axis=-1)
+                u = p / np.maximum(r, 1e-9)[..., None]
+                rw = _white_radius(u)
+                rp = rw + _ribbon_thickness(u)
+                acc += np.where(r < rw, WM, np.where(r < rp, GM, CSF))
+    img = acc / supersample**3
+    if psf_sigma_mm:
+        img = ndimage.gaussian_filter(img, psf_sigma_mm / spacing, mode="nearest")
+    if bias:
+        x, y, z = (base[..., i] / 32.0 for i in range(3))
+        img = img * (1.0 + bias * np.sin(1.3 * x + 0.4) * np.cos(0.9 * y - 0.2 * z))
+    if noise_sd:
+        img = img + np.random.default_rng(seed).normal(0.0, noise_sd, size=shape)
+    return img, affine
+
+
+def ramp_phantom(*, spacing: float = 1.0, fov_mm: float = 64.0, centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+                 r_in: float = 17.0, r_out: float = 26.0, noise_sd: float = 1.0, seed: int = 0
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """An image with no cortical slab: intensity falls linearly from WM to CSF between radii ``r_in`` and
+    ``r_out`` (like fsaverage's averaged T1.mgz along white→pial lines)."""
+    n = int(round(fov_mm / spacing))
+    half = (n - 1) / 2.0 * spacing
+    affine = grid_affine(spacing, tuple(np.asarray(centre) - half))
+    r = np.linalg.norm(voxel_world((n, n, n), affine) - np.asarray(centre), axis=-1)
+    img = WM + (CSF - WM) * np.clip((r - r_in) / (r_out - r_in), 0.0, 1.0)
+    return img + np.random.default_rng(seed).normal(0.0, noise_sd, size=img.shape), affine

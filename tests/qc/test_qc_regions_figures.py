@@ -86,7 +86,11 @@ def test_region_rows_without_annotation(hemi_data):
     s = summarize_rows(rows)
     assert s["regions"] == "unavailable (no annotation)"
     assert np.isnan(s["pearson_r_synthetic"])
-    assert s["mean_abs_diff_mm_synthetic"] == pytest.approx(abs(np.nanmean(synthetic) - surface.mean()), abs=1e-12)
+    # paired: the image mean is compared with the surface mean over the same (measured) vertices → exactly +0.1
+    measured = np.isfinite(synthetic)
+    assert rows[0]["thickness_surface_synthetic"] == pytest.approx(surface[measured].mean(), abs=1e-12)
+    assert rows[0]["coverage_synthetic"] == pytest.approx(measured.mean(), abs=1e-12)
+    assert s["mean_abs_diff_mm_synthetic"] == pytest.approx(0.1, abs=1e-12)
 
 
 def test_adapter_reads_hemisphere_objects(hemi_data):
