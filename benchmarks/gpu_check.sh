@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the diffusion engine (paper config, 128³): 10-step synthesis time and a few training steps,
-# fp32 vs AMP bf16, with peak GPU memory. On a machine without CUDA it prints "no GPU" and exits 0.
+# fp32 vs AMP bf16 (batch 1 and the paper's batch 2, with and without gradient checkpointing), with peak GPU
+# memory; then, on a machine with several GPUs, training steps/s of 1 GPU × batch N vs N GPUs × batch 1
+# (torchrun, NCCL; benchmarks/bench_ddp.py). On a machine without CUDA it prints "no GPU" and exits 0.
 # Usage: bash benchmarks/gpu_check.sh [python]      (run from anywhere; default python: .venv or python3)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,7 +11,7 @@ if [ -z "$PY" ]; then
   if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PY" - <<'PYEOF'
+"$PY" - <<'PYEOF'
 import time
 
 import torch
@@ -54,34 +56,44 @@ for prec in ("fp32", "bf16"):
 
 sched = BridgeSchedule()
 x0 = (torch.rand(1, 1, 128, 128, 128, device=dev) * 2 - 1)
-for prec in ("fp32", "bf16"):
-    for ckpt in (False, True):
-        net = UNet3D(arch).to(dev).train()
-        net.grad_checkpointing = ckpt
-        if prec == "bf16":
-            net = net.to(memory_format=torch.channels_last_3d)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-        times = []
-        try:
-            for i in range(4):
-                def step():
-                    t = torch.randint(0, 1000, (1,), device=dev)
-                    xt = sched.q_sample(x0, cond[:, :1], t, torch.randn_like(x0))
-                    inp = torch.cat([xt, cond], 1)
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
-                        out = net(inp, t)
-                    loss = l1_loss(out, cond[:, :1] - x0)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                dt, _ = sync_time(step)
-                if i:
-                    times.append(dt)
-            print(f"training {prec} grad-checkpointing={ckpt}: {min(times):.2f} s/step (batch 1), peak memory "
-                  f"{torch.cuda.max_memory_allocated(dev) / GB:.1f} GB")
-        except torch.cuda.OutOfMemoryError:
-            print(f"training {prec} grad-checkpointing={ckpt}: out of GPU memory")
-        del net, opt
+for prec, ckpt, batch in (("fp32", False, 1), ("fp32", True, 1), ("bf16", False, 1), ("bf16", True, 1),
+                          ("bf16", False, 2), ("bf16", True, 2)):
+    net = UNet3D(arch).to(dev).train()
+    net.grad_checkpointing = ckpt
+    if prec == "bf16":
+        net = net.to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    try:
+        for i in range(4):
+            def step():
+                t = torch.randint(0, 1000, (batch,), device=dev)
+                xb, cb = x0.expand(batch, -1, -1, -1, -1), cond.expand(batch, -1, -1, -1, -1)
+                xt = sched.q_sample(xb, cb[:, :1], t, torch.randn_like(xb))
+                inp = torch.cat([xt, cb], 1)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
+                    out = net(inp, t)
+                loss = l1_loss(out, cb[:, :1] - xb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            dt, _ = sync_time(step)
+            if i:
+                times.append(dt)
+        print(f"training {prec} grad-checkpointing={ckpt}: {min(times):.2f} s/step (batch {batch}), peak memory "
+              f"{torch.cuda.max_memory_allocated(dev) / GB:.1f} GB")
+    except torch.cuda.OutOfMemoryError:
+        print(f"training {prec} grad-checkpointing={ckpt} batch {batch}: out of GPU memory")
+    del net, opt
 PYEOF
+
+NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+if [ "$NGPU" -ge 2 ]; then
+  echo "data parallel: 1 GPU × batch $NGPU vs $NGPU GPUs × batch 1 (paper config, 128³, bf16, 10 steps)"
+  "$PY" "$ROOT/benchmarks/bench_ddp.py" --nproc "$NGPU" --grid 128 --arch paper --device cuda --precision bf16 \
+    --steps 10
+else
+  echo "data parallel: $NGPU GPU(s) here; the 1-vs-N GPU comparison needs at least 2"
+fi

@@ -369,8 +369,8 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
         if par.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                          broadcast_buffers=False)
+            # the UNet has no buffers (GroupNorm); DDP broadcasts rank 0's parameters once here
+            net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
         logf = _Log(out / "train_log.tsv", step) if main else None
 
