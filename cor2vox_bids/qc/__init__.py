@@ -20,7 +20,17 @@ from .participant import measure_participant, thickness_summary
 from .ribbon import ribbon_dice_in_brain
 from .similarity import similarity
 from .thickness import TissueIntensities, calibrate_profile_model, estimate_tissue_intensities, image_thickness
-from .tissue import ribbon_dice, tissue_labels
+
+
+def __getattr__(name: str):
+    """``tissue_labels`` and ``ribbon_dice`` (whole-head mixture, scikit-learn) are imported on first use: the
+    import costs ~2 s and the QC node uses ``ribbon_dice_in_brain``."""
+    if name in ("tissue_labels", "ribbon_dice"):
+        from . import tissue
+
+        return getattr(tissue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "QC_COLUMNS",

@@ -112,8 +112,8 @@ class ThicknessResult:
 
 
 def _step(voxel_mm: float) -> float:
-    """Profile sample spacing: four samples per voxel, at least 0.2 mm."""
-    return max(0.2, voxel_mm / 4.0)
+    """Profile sample spacing: three samples per voxel, at least 0.2 mm."""
+    return max(0.2, voxel_mm / 3.0)
 
 
 def _voxel_size(affine: NDArray) -> float:
