@@ -128,7 +128,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from cor2vox_bids.workflows import outputs
+from cor2vox_bids.bids import naming as outputs
 
 bids, docker_out, host_out = (Path(p) for p in sys.argv[1:])
 subjects = sorted(p.name[4:] for p in bids.glob("sub-*") if p.is_dir())

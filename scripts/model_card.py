@@ -4,7 +4,7 @@
     python scripts/model_card.py MODEL_DIR BIDS_DIR --participant-label 15 16 [--work WORK]
 
 For each held-out participant: synthesize one image (seed 0, 10 steps) with the same steps the BIDS App uses,
-run the same QC (``steps.run_qc``) with the participant's real T1w, and compare with a trivial baseline: the
+run the same QC (``interfaces.qc.run_qc``) with the participant's real T1w, and compare with a trivial baseline: the
 undeformed template T1 (fsaverage5, placed in the participant's scanner frame) against the same real image.
 Writes ``model_card.json`` and ``model_card.md`` into MODEL_DIR.
 """
@@ -20,31 +20,35 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from cor2vox_bids import __version__, steps
+from cor2vox_bids import __version__
+from cor2vox_bids.bids.inputs import collect_inputs
 from cor2vox_bids.diffusion.checkpoint import file_sha256, verify_model
-from cor2vox_bids.inputs import collect_inputs
+from cor2vox_bids.geometry.surfaces import load_hemispheres, save_hemispheres
+from cor2vox_bids.interfaces.qc import run_qc
+from cor2vox_bids.interfaces.surfaces import load_and_validate, with_mesh_thickness
+from cor2vox_bids.interfaces.synthesis import make_conditioning, read_maps, real_on_grid, synthesize_sample
+from cor2vox_bids.qc.layout import QC_FOLDER
 from cor2vox_bids.settings import Settings
-from cor2vox_bids.workflows.base import participant_spec
 
 
-def region_tissue_order(image: np.ndarray, affine: np.ndarray, stored: dict, depth_mm: float) -> dict:
+def region_tissue_order(image: np.ndarray, affine: np.ndarray, hemis: list, depth_mm: float) -> dict:
     """Per DK region: mean intensity just inside white (WM), mid-cortex (GM), just outside pial (CSF)."""
     from scipy import ndimage
 
     inv = np.linalg.inv(affine)
     out = {"regions": 0, "ordered": 0, "violations": []}
-    for hemi in ("L", "R"):
-        h = stored[hemi]
-        w, p = h["white_v"], h["pial_v"]
+    for h in hemis:
+        hemi = h.hemi
+        w, p = h.white.vertices, h.pial.vertices
         d = p - w
         n = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
         pts = {"wm": w - depth_mm * n, "gm": 0.5 * (w + p), "csf": p + depth_mm * n}
         vals = {k: ndimage.map_coordinates(image, (v @ inv[:3, :3].T + inv[:3, 3]).T, order=1) for k, v in pts.items()}
-        names = [str(x) for x in h["names"]]
+        names = [str(x) for x in h.names]
         for idx, name in enumerate(names):
             if name in ("unknown", "corpuscallosum"):
                 continue
-            sel = h["labels"] == idx
+            sel = h.labels == idx
             if not sel.any():
                 continue
             m = {k: float(v[sel].mean()) for k, v in vals.items()}
@@ -56,17 +60,17 @@ def region_tissue_order(image: np.ndarray, affine: np.ndarray, stored: dict, dep
     return out
 
 
-def template_baseline(spec: dict, maps_npz: Path, out: Path) -> Path:
+def template_baseline(orig_mgz: Path, maps_npz: Path, out: Path) -> Path:
     """The undeformed template T1 placed in the participant's scanner frame, on the model grid, in [0, 1]."""
     from cor2vox_bids.demodata import fsaverage5_dir
 
     tpl = nib.load(str(fsaverage5_dir() / "mri" / "T1.mgz"))
-    orig = nib.load(spec["orig"])
+    orig = nib.load(str(orig_mgz))
     c_ras_shift = orig.header.get_vox2ras() @ np.linalg.inv(orig.header.get_vox2ras_tkr())
     placed = nib.Nifti1Image(np.asarray(tpl.dataobj, dtype=np.float32), c_ras_shift @ tpl.header.get_vox2ras_tkr())
     tmp = out.with_name("template_in_scanner.nii.gz")
     nib.save(placed, str(tmp))
-    return steps.real_on_grid(tmp, maps_npz, out)
+    return real_on_grid(tmp, maps_npz, out)
 
 
 def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dict]:
@@ -82,22 +86,21 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
     for p in ready:
         d = work / p.key
         d.mkdir(parents=True, exist_ok=True)
-        spec = participant_spec(p, settings)
-        hemis, _ = steps.load_hemispheres(spec)
-        steps.save_hemispheres(d / "hemispheres.npz", hemis)
-        steps.make_conditioning(d / "hemispheres.npz", cfg["grid"]["shape"], cfg["grid"]["spacing_mm"], d / "maps.npz")
+        hemis, _ = load_and_validate(p.hemis, p.source, p.orig, p.t1w)
+        save_hemispheres(d / "hemispheres.npz", with_mesh_thickness(hemis))
+        make_conditioning(d / "hemispheres.npz", cfg["grid"]["shape"], cfg["grid"]["spacing_mm"], d / "maps.npz")
         t0 = time.perf_counter()
-        synth = steps.synthesize_sample(d / "maps.npz", model, 0, 10, 1.0, "cpu", d / "synth.nii.gz")
+        synth = synthesize_sample(d / "maps.npz", model, 0, 10, 1.0, "cpu", d / "synth.nii.gz")
         seconds = time.perf_counter() - t0
-        real = steps.real_on_grid(p.t1w, d / "maps.npz", d / "real.nii.gz")
-        qc_dir = steps.run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc")
-        summary = json.loads((qc_dir / "summary.json").read_text())
-        maps, affine = steps.read_maps(d / "maps.npz")
-        base = template_baseline(spec, d / "maps.npz", d / "template.nii.gz")
+        real = real_on_grid(p.t1w, d / "maps.npz", d / "real.nii.gz")
+        qc_dir = run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc")
+        summary = json.loads(QC_FOLDER.path(qc_dir, "summary").read_text())
+        maps, affine = read_maps(d / "maps.npz")
+        base = template_baseline(p.orig, d / "maps.npz", d / "template.nii.gz")
         real_img = np.asarray(nib.load(str(real)).dataobj, dtype=np.float32)
         baseline = similarity(np.asarray(nib.load(str(base)).dataobj, dtype=np.float32), real_img,
                               maps["sdf_pial"] < 0, head_mask_from_intensity(real_img))
-        stored = steps.read_hemispheres(d / "hemispheres.npz")
+        stored = load_hemispheres(d / "hemispheres.npz")
         depth = float(cfg["grid"]["spacing_mm"])
         order_syn = region_tissue_order(np.asarray(nib.load(str(synth)).dataobj, dtype=np.float32), affine, stored, depth)
         order_real = region_tissue_order(real_img, affine, stored, depth)

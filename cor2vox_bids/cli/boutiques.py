@@ -4,7 +4,7 @@
 
 Every input comes from :func:`cor2vox_bids.cli.parser.iter_fields` over :class:`cor2vox_bids.settings.Settings`
 (the same source as ``--help``), the error codes from :data:`cor2vox_bids.errors.EXIT_CODE_DESCRIPTIONS` and
-the output names from :mod:`cor2vox_bids.workflows.outputs`: nothing is typed twice. ``--check`` exits 1 when
+the output names from :mod:`cor2vox_bids.bids.naming`: nothing is typed twice. ``--check`` exits 1 when
 the file differs from a fresh generation (the committed descriptor must be regenerated after a settings change).
 """
 
@@ -94,13 +94,11 @@ def boutiques_input(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def output_files() -> list[dict[str, Any]]:
-    """The main derivatives, named by :mod:`cor2vox_bids.workflows.outputs` (``*`` = any participant)."""
-    from ..workflows import outputs
+    """The main derivatives, named by :mod:`cor2vox_bids.bids.naming` (``*`` = any participant)."""
+    from ..bids import naming
 
-    synth = outputs.build_path(subject="*", desc=outputs.sample_desc(0, 1) + "*", suffix="T1w",
-                               extension=".nii.gz")
-    sidecar = outputs.build_path(subject="*", desc=outputs.sample_desc(0, 1) + "*", suffix="T1w",
-                                 extension=".json")
+    synth = naming.synth_glob("*")
+    sidecar = str(naming.sidecar_of(synth))
     out = value_key("output_dir")
     return [
         {"id": "synthetic_t1w", "name": "Synthetic T1w images",
@@ -112,16 +110,16 @@ def output_files() -> list[dict[str, Any]]:
          "path-template": f"{out}/{sidecar}", "list": True, "optional": True},
         {"id": "report", "name": "Participant reports",
          "description": "HTML report per participant (QC of cortical thickness per Desikan-Killiany region).",
-         "path-template": f"{out}/{outputs.report_path('*', None)}", "list": True, "optional": True},
+         "path-template": f"{out}/{naming.report_path('*', None)}", "list": True, "optional": True},
         {"id": "dataset_description", "name": "Dataset description",
          "description": "dataset_description.json of the derivative dataset.",
          "path-template": f"{out}/dataset_description.json", "optional": False},
         {"id": "group_qc_tsv", "name": "Group QC tables",
          "description": "Group-level QC tables (group analysis level).",
-         "path-template": f"{out}/{outputs.group_path('*', '.tsv')}", "list": True, "optional": True},
+         "path-template": f"{out}/{naming.group_path('*', '.tsv')}", "list": True, "optional": True},
         {"id": "group_report", "name": "Group QC report",
          "description": "Group-level HTML report (group analysis level).",
-         "path-template": f"{out}/{outputs.group_path('report', '.html')}", "optional": True},
+         "path-template": f"{out}/{naming.group_report_path()}", "optional": True},
     ]
 
 

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..bids import naming
 from ..errors import ExitCode, MissingInputError, UsageError
 from ..settings import Settings
 from .parser import iter_fields
@@ -96,17 +97,16 @@ def prepare_dataset(config: dict[str, Any], root: Path, label: str) -> tuple[Pat
         raise MissingInputError("the FreeSurfer subject folder does not exist", fs_subject)
     bids = root / "bids"
     subjects_dir = root / "freesurfer"
-    anat = bids / f"sub-{label}" / "anat"
-    anat.mkdir(parents=True, exist_ok=True)
     subjects_dir.mkdir(parents=True, exist_ok=True)
     (bids / "dataset_description.json").write_text(json.dumps(
         {"Name": "Brainlife input for cor2vox-bids", "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2) + "\n")
-    t1w = anat / f"sub-{label}_T1w.nii.gz"
+    t1w = bids / naming.raw_t1w_path(label)
+    t1w.parent.mkdir(parents=True, exist_ok=True)
     if config.get("t1"):
         source = Path(config["t1"]).resolve()
         if not source.is_file():
             raise MissingInputError("the T1w image does not exist", source)
-        if source.name.endswith(".nii.gz"):
+        if source.name.endswith(naming.IMAGE_EXTENSION):
             _link(source, t1w)
         else:
             _convert(source, t1w)
@@ -134,26 +134,25 @@ def _convert(source: Path, target: Path) -> None:
 
 def collect_outputs(output: Path, outdir: Path, label: str) -> dict[str, str]:
     """Copy the first synthetic T1w and the report to Brainlife's datatype folders."""
-    from ..workflows import outputs
-
     found: dict[str, str] = {}
-    synth = output / outputs.synth_path(label, None, 0, 1)
+    synth = output / naming.synth_path(label, None, 0, 1)
     if not synth.is_file():
-        candidates = sorted((output / f"sub-{label}").glob("anat/*_desc-synth*_T1w.nii.gz"))
+        candidates = sorted(output.glob(naming.synth_glob(label)))
         synth = candidates[0] if candidates else synth
     if synth.is_file():
-        (outdir / "t1").mkdir(exist_ok=True)
-        shutil.copyfile(synth, outdir / "t1" / "t1.nii.gz")
-        found["t1"] = str(outdir / "t1" / "t1.nii.gz")
-    report = output / outputs.report_path(label, None)
+        t1 = outdir / naming.BRAINLIFE_T1
+        t1.parent.mkdir(exist_ok=True)
+        shutil.copyfile(synth, t1)
+        found["t1"] = str(t1)
+    report = output / naming.report_path(label, None)
     if report.is_file():
-        html = outdir / "html"
-        html.mkdir(exist_ok=True)
-        shutil.copyfile(report, html / "index.html")
-        figures = output / f"sub-{label}" / "figures"
+        index = outdir / naming.BRAINLIFE_HTML
+        index.parent.mkdir(exist_ok=True)
+        shutil.copyfile(report, index)
+        figures = output / naming.figure_dir(label)
         if figures.is_dir():
-            shutil.copytree(figures, html / f"sub-{label}" / "figures", dirs_exist_ok=True)
-        found["html"] = str(html / "index.html")
+            shutil.copytree(figures, index.parent / naming.figure_dir(label), dirs_exist_ok=True)
+        found["html"] = str(index)
     return found
 
 
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     message = f"cor2vox-bids exited {code}" + (f"; outputs: {', '.join(found)}" if found else "")
     product = {"brainlife": [{"type": "info" if code == 0 else "error", "msg": message}],
                "cor2vox": {"exit_code": code, "subject": label, "outputs": found}}
-    (outdir / "product.json").write_text(json.dumps(product, indent=2) + "\n")
+    (outdir / naming.BRAINLIFE_PRODUCT).write_text(json.dumps(product, indent=2) + "\n")
     return code
 
 

@@ -134,3 +134,40 @@ def parse_settings(model: type[BaseModel], argv: list[str] | None, prog: str, de
             flag = next((s["flags"][-1] for s in iter_fields(model) if s["name"] == loc and s["flags"]), loc)
             lines.append(f"{flag}: {err['msg']}")
         raise UsageError("invalid arguments:\n  " + "\n  ".join(lines)) from None
+
+
+# Options the array tasks do not inherit (each task sets its own, or they only concern the submission).
+_NOT_FORWARDED = {"participant_label", "work_dir", "slurm_array", "slurm_wait", "dry_run", "use_plugin",
+                  "bids_dir", "output_dir", "analysis_level"}
+
+
+def task_arguments(settings: BaseModel) -> list[str]:
+    """Settings back to command-line options: those that differ from their defaults, without the ones an array
+    task sets itself (``--slurm-array`` gives every task these)."""
+    args: list[str] = []
+    for spec in iter_fields(type(settings)):
+        name = spec["name"]
+        if spec["positional"] or name in _NOT_FORWARDED or not spec["flags"]:
+            continue
+        value = getattr(settings, name)
+        if value == spec["default"] or value is None:
+            continue
+        flag = next((f for f in spec["flags"] if f.startswith("--")), spec["flags"][0])
+        if spec["action"] == "count":
+            args += [spec["flags"][0]] * int(value)
+        elif spec["kind"] == "Flag":
+            args.append(flag)
+        elif spec["list"]:
+            args += [flag, *[_as_arg(v) for v in value]]
+        else:
+            args += [flag, _as_arg(value)]
+    return args
+
+
+def _as_arg(value) -> str:
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, str) and "=" in value:  # NAME=PATH (--derivatives): make the path absolute
+        name, _, path = value.partition("=")
+        return f"{name}={Path(path).resolve()}" if path and not path.startswith("/") else value
+    return str(value)

@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..errors import (Cor2VoxError, ExitCode, MissingInputError, OutputError, ParticipantError)
+from ..bids import naming
+from ..errors import Cor2VoxError, ExitCode, MissingInputError, OutputError, ParticipantError
 from ..settings import Settings
-from .parser import build_parser, parse_settings
+from .parser import build_parser, parse_settings, task_arguments
 
 PROG = "cor2vox-bids"
 DESCRIPTION = (
@@ -62,7 +63,7 @@ def versions() -> dict[str, str]:
 
 def write_snapshot(settings: Settings, output_dir: Path, run_id: str, extra: dict | None = None) -> Path:
     """Config snapshot of the run (all settings, versions, run id) in ``OUTPUT_DIR/log/<run-id>/``."""
-    path = output_dir / "log" / run_id / "config.json"
+    path = output_dir / naming.config_snapshot_path(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(), "settings": settings.snapshot(),
                "versions": versions(), "command": [PROG, *sys.argv[1:]], **(extra or {})}
@@ -71,7 +72,7 @@ def write_snapshot(settings: Settings, output_dir: Path, run_id: str, extra: dic
 
 
 def prepare_output(settings: Settings) -> None:
-    from ..inputs import check_output_dir
+    from ..bids.inputs import check_output_dir
 
     if not settings.bids_dir.is_dir():
         raise MissingInputError("the BIDS dataset folder does not exist", settings.bids_dir)
@@ -87,14 +88,15 @@ def prepare_output(settings: Settings) -> None:
 
 def participant_level(settings: Settings, run_id: str) -> int:
     """Validate everything, then build and run the graph; returns the exit code."""
-    from ..inputs import collect_inputs
-    from ..workflows.base import plan_lines, run_participants, validate_participants
-    from ..workflows.model import check_model_and_device
+    from ..bids.inputs import collect_inputs
+    from ..execution.local import run_participants, summarize
+    from ..execution.model import check_model_and_device
+    from ..execution.plan import plan_lines, validate_participants
 
     if settings.slurm_array:  # one SLURM array task per participant instead of the graph here
-        from ..workflows.slurm import run_array
+        from ..execution.array import run_array
 
-        return run_array(settings, run_id)
+        return run_array(settings, run_id, task_arguments(settings))
     ready, failed, _ = collect_inputs(settings)  # usage / missing-input errors first (64, 66)
     model_info = check_model_and_device(settings)  # then the model (65) and the device (75)
     work = validate_participants(settings, run_id, (ready, failed))
@@ -114,22 +116,8 @@ def participant_level(settings: Settings, run_id: str) -> int:
     return summarize(failures, total)
 
 
-def summarize(failures: dict[str, str], total: int) -> int:
-    """Log which participants failed and why; 0, 16 (some failed) or 17 (all failed)."""
-    for key, message in sorted(failures.items()):
-        LOGGER.error("%s failed: %s", key, message)
-    if not failures:
-        LOGGER.info("all %d participant(s) finished", total)
-        return int(ExitCode.OK)
-    if len(failures) >= total:
-        LOGGER.error("all %d participant(s) failed", total)
-        return int(ExitCode.ALL_PARTICIPANTS_FAILED)
-    LOGGER.error("%d of %d participant(s) failed; the others finished", len(failures), total)
-    return int(ExitCode.SOME_PARTICIPANTS_FAILED)
-
-
 def group_level(settings: Settings, run_id: str) -> int:
-    from ..workflows.group import run_group
+    from ..execution.group import run_group
 
     write_snapshot(settings, settings.output_dir, run_id)
     run_group(settings)
@@ -161,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         LOGGER.error("interrupted; rerun with the same -w/--work-dir to resume")
         return 130
     except Exception as exc:  # unexpected: keep the traceback in a file, not on the screen
-        crash = Path(settings.output_dir) / "log" / run_id / "crash-cor2vox.txt"
+        crash = Path(settings.output_dir) / naming.run_crash_path(run_id)
         try:
             import traceback
 

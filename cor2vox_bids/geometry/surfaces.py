@@ -8,6 +8,7 @@ sMRIPrep GIFTI surfaces are already in scanner RAS. Every reader wraps nibabel's
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,69 @@ class Hemisphere:
     labels: np.ndarray | None = None
     names: list[str] | None = None
     thickness: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """This hemisphere as named arrays (keys prefixed ``<hemi>_``): the one stored format."""
+        p = f"{self.hemi}_"
+        out = {p + "white_v": self.white.vertices, p + "white_f": self.white.faces,
+               p + "pial_v": self.pial.vertices, p + "pial_f": self.pial.faces,
+               p + "paths": np.asarray([str(self.white.path or ""), str(self.pial.path or "")], dtype=str)}
+        if self.labels is not None:
+            out[p + "labels"] = np.asarray(self.labels)
+            out[p + "names"] = np.asarray(self.names, dtype=str)
+        if self.thickness is not None:
+            out[p + "thickness"] = np.asarray(self.thickness)
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray], hemi: str) -> Hemisphere:
+        """Inverse of :meth:`arrays` for hemisphere ``hemi``."""
+        p = f"{hemi}_"
+        paths = [Path(str(x)) if str(x) else None for x in data[p + "paths"]]
+        return cls(hemi=hemi, white=Surface(data[p + "white_v"], data[p + "white_f"], paths[0]),
+                   pial=Surface(data[p + "pial_v"], data[p + "pial_f"], paths[1]),
+                   labels=np.asarray(data[p + "labels"]) if p + "labels" in data else None,
+                   names=[str(n) for n in data[p + "names"]] if p + "names" in data else None,
+                   thickness=np.asarray(data[p + "thickness"]) if p + "thickness" in data else None)
+
+    def save(self, path: str | Path) -> Path:
+        """Store this hemisphere in an ``.npz`` (see :func:`save_hemispheres` for several in one file)."""
+        return save_hemispheres(path, [self])
+
+    @classmethod
+    def load(cls, path: str | Path, hemi: str | None = None) -> Hemisphere:
+        """Read one hemisphere from an ``.npz`` written by :meth:`save` or :func:`save_hemispheres`."""
+        hemis = load_hemispheres(path)
+        if hemi is None and len(hemis) == 1:
+            return hemis[0]
+        match = [h for h in hemis if h.hemi == _hemi(hemi or "")]
+        if not match:
+            raise ValueError(f"no hemisphere {hemi!r} in {path}")
+        return match[0]
+
+
+def save_hemispheres(path: str | Path, hemispheres: Sequence[Hemisphere]) -> Path:
+    """Store hemispheres (meshes, labels, names, thickness, source paths) in one uncompressed ``.npz``."""
+    payload: dict[str, np.ndarray] = {}
+    for h in hemispheres:
+        payload.update(h.arrays())
+    np.savez(path, **payload)
+    return Path(path)
+
+
+def load_hemispheres(path: str | Path) -> list[Hemisphere]:
+    """The hemispheres stored by :func:`save_hemispheres`, in L, R order."""
+    with np.load(path) as data:
+        stored = {k: data[k] for k in data.files}
+    return [Hemisphere.from_arrays(stored, h) for h in HEMIS if f"{h}_white_v" in stored]
+
+
+def join_meshes(surfaces: Sequence[Surface]) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh from several: stacked vertices and faces re-indexed into them ((n, 3) float64, (m, 3) int64)."""
+    offsets = np.cumsum([0] + [s.n_vertices for s in surfaces[:-1]])
+    vertices = np.concatenate([s.vertices for s in surfaces])
+    faces = np.concatenate([s.faces + off for s, off in zip(surfaces, offsets)])
+    return vertices, faces
 
 
 def _require(path: Path) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.mixture import GaussianMixture
 
-__all__ = ["fit_tissue_mixture", "tissue_labels", "ribbon_dice", "GM_LABEL"]
+__all__ = ["fit_tissue_mixture", "tissue_labels", "ribbon_dice", "tissue_means", "GM_LABEL"]
 
 #: label of grey matter in :func:`tissue_labels` with 3 classes (1 = CSF, 2 = GM, 3 = WM on a T1w)
 GM_LABEL = 2
@@ -52,3 +52,14 @@ def ribbon_dice(labels: NDArray, ribbon_mask: NDArray[np.bool_], gm_label: int =
         raise ValueError(f"labels {gm.shape} and ribbon {ribbon.shape} differ in shape")
     total = int(gm.sum()) + int(ribbon.sum())
     return float(2.0 * np.logical_and(gm, ribbon).sum() / total) if total else float("nan")
+
+
+def tissue_means(image: NDArray, maps: dict[str, NDArray]) -> dict[str, float]:
+    """Mean image intensity in white matter (inside the white SDF), cortex (ribbon) and a 2-voxel shell outside
+    the pial SDF; keys ``mean_intensity_{wm,gm,csf}``, NaN for an empty mask."""
+    from scipy import ndimage
+
+    inside_pial = maps["sdf_pial"] < 0
+    shell = ndimage.binary_dilation(inside_pial, iterations=2) & ~inside_pial
+    masks = {"wm": maps["sdf_white"] < 0, "gm": maps["ribbon"] > 0.5, "csf": shell}
+    return {f"mean_intensity_{k}": float(image[m].mean()) if m.any() else float("nan") for k, m in masks.items()}

@@ -1,1 +1,1 @@
-"""Nipype workflows of cor2vox-bids: the participant graph, execution, derivatives, reports, group level."""
+"""Nipype graph builders only (``init_*_wf``): what runs, in which order, with which inputs; nothing runs here."""

@@ -13,7 +13,8 @@ import pytest
 from cor2vox_bids.cli.parser import parse_settings
 from cor2vox_bids.errors import ExitCode
 from cor2vox_bids.settings import Settings
-from cor2vox_bids.workflows import plugins, slurm
+from cor2vox_bids.cli.parser import task_arguments
+from cor2vox_bids.execution import array, plugins, slurm
 
 
 def _settings(*extra: str) -> Settings:
@@ -173,7 +174,7 @@ def test_task_arguments_round_trip():
     s = _settings("--participant-label", "01", "-w", "/work", "--nprocs", "2", "--num-samples", "3",
                   "--device", "cuda", "--save-conditioning", "-vv", "--derivatives", "smriprep=/d/smriprep",
                   "--slurm-array", "--slurm-wait", "--dry-run")
-    args = slurm.task_arguments(s)
+    args = task_arguments(s)
     back = parse_settings(Settings, ["bids", "out", "participant", *args], "p", "d")
     for field in ("nprocs", "num_samples", "device", "save_conditioning", "verbose", "derivatives"):
         assert getattr(back, field) == getattr(s, field), field
@@ -182,14 +183,15 @@ def test_task_arguments_round_trip():
 
 def test_array_script(tmp_path):
     s = _settings("--device", "cuda", "--mem", "12", "-w", str(tmp_path))
-    text = slurm.array_script(s, ["01", "02", "03"], tmp_path, "RUN", slurm.ClusterOptions())
+    text = array.array_script(s, ["01", "02", "03"], tmp_path, "RUN", slurm.ClusterOptions(), task_arguments(s))
     assert "#SBATCH --array=0-2" in text and "LABELS=(01 02 03)" in text
     assert "#SBATCH --gres=gpu:1" in text and "#SBATCH --mem=12288M" in text
     assert '--participant-label "$LABEL"' in text and f'-w {tmp_path}/"sub-$LABEL"' in text
     assert '--nprocs "${SLURM_CPUS_PER_TASK:-1}"' in text
     assert "--slurm-array" not in text.split("LABELS")[1]
-    cpu = slurm.array_script(_settings("--nprocs", "3"), ["01"], tmp_path, "RUN",
-                             slurm.ClusterOptions(launcher="apptainer run --nv img.sif"))
+    cpu_settings = _settings("--nprocs", "3")
+    cpu = array.array_script(cpu_settings, ["01"], tmp_path, "RUN",
+                             slurm.ClusterOptions(launcher="apptainer run --nv img.sif"), task_arguments(cpu_settings))
     assert "--gres" not in cpu and "#SBATCH --cpus-per-task=3" in cpu and "apptainer run --nv img.sif " in cpu
 
 
@@ -197,7 +199,7 @@ def test_array_mode_needs_work_dir(tmp_path):
     from cor2vox_bids.errors import UsageError
 
     with pytest.raises(UsageError, match="work-dir"):
-        slurm.run_array(_settings("--slurm-array"), "RUN")
+        array.run_array(_settings("--slurm-array"), "RUN", [])
 
 
 def test_example_plugin_file_parses():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cor2vox_bids.errors import ExitCode
-from cor2vox_bids.workflows.plugins import Cor2voxSLURMGraphPlugin, Cor2voxSLURMPlugin
-from cor2vox_bids.workflows.slurm import ClusterOptions, SchedulerError
+from cor2vox_bids.execution.plugins import Cor2voxSLURMGraphPlugin, Cor2voxSLURMPlugin
+from cor2vox_bids.execution.slurm import ClusterOptions, SchedulerError
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(180)]
 

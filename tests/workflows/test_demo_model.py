@@ -12,7 +12,7 @@ import pytest
 from cor2vox_bids.cli.run import main
 from cor2vox_bids.diffusion.checkpoint import verify_model
 from cor2vox_bids.errors import ExitCode
-from cor2vox_bids.workflows.model import default_model_path
+from cor2vox_bids.execution.model import default_model_path
 
 
 def test_shipped_model_is_verified_demo():

@@ -85,15 +85,15 @@ def test_white_contour_lies_on_synthetic_grid(finished_run):
     """The contour drawn in the report figure, mapped to the synthetic image's voxels, sits where the white SDF is 0."""
     from scipy import ndimage
 
-    from cor2vox_bids import steps
+    from cor2vox_bids.geometry.surfaces import Hemisphere
     from cor2vox_bids.qc.figures import slice_contour_segments
 
     out = finished_run["out"]
     synth = nib.load(str(out / "sub-01/anat/sub-01_desc-synth_T1w.nii.gz"))
     sdf_white = np.asarray(nib.load(str(out / "sub-01/anat/sub-01_desc-white_sdf.nii.gz")).dataobj)
     hemis_npz = next(finished_run["work"].rglob("sub_01_wf/ingest/hemispheres.npz"))
-    stored = steps.read_hemispheres(hemis_npz)
-    v, f = stored["L"]["white_v"], stored["L"]["white_f"]
+    left = Hemisphere.load(hemis_npz, "L")
+    v, f = left.white.vertices, left.white.faces
     k = 16
     seg = slice_contour_segments(v, f, synth.affine, axis=2, index=k)
     assert len(seg) > 50
@@ -224,3 +224,24 @@ def test_interrupted_run_resumes_to_same_bytes(demo_data, tiny_model, tmp_path):
     assert subprocess.run(cmd(out, work), capture_output=True).returncode == 0
     rel = "sub-01/anat/sub-01_desc-synth_T1w.nii.gz"
     assert np.array_equal(np.asarray(nib.load(str(out / rel)).dataobj), np.asarray(nib.load(str(ref_out / rel)).dataobj))
+
+
+def test_group_report_shows_demo_notice_only_for_demo_images(finished_run, tmp_path):
+    """The group report's DEMO notice follows the images' sidecars (``ModelIsDemo``)."""
+    html = (finished_run["out"] / "group_desc-qc_report.html").read_text()
+    assert "DEMO model" in html  # the tiny test model is marked demo
+    out = tmp_path / "out"
+    shutil.copytree(finished_run["out"], out)
+    for sidecar in out.glob("sub-*/anat/*_T1w.json"):
+        meta = json.loads(sidecar.read_text())
+        meta["ModelIsDemo"] = False
+        sidecar.write_text(json.dumps(meta))
+    assert _run(finished_run["bids"], out, "group") == ExitCode.OK
+    assert "DEMO model" not in (out / "group_desc-qc_report.html").read_text()
+
+
+def test_figures_carry_the_hemi_entity(finished_run):
+    figures = sorted(p.name for p in (finished_run["out"] / "sub-01" / "figures").glob("*.png"))
+    assert "sub-01_hemi-L_desc-vertexerrorsynthetic_qc.png" in figures
+    assert "sub-01_hemi-R_desc-vertexerrorreal_qc.png" in figures
+    assert not [f for f in figures if "errorsyntheticL" in f or "errorrealR" in f]

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..bids.inputs import participant_key
+from ..qc.layout import QC_FOLDER
 from ..qc.regions import read_qc_tsv
+
+
+@dataclass(frozen=True)
+class ReportSubject:
+    """Who a participant report is about and which inputs it names."""
+
+    subject: str
+    session: str | None
+    source: str  # "freesurfer" or "gifti"
+    t1w: str | None = None
+    source_files: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return participant_key(self.subject, self.session)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -54,21 +72,23 @@ FIGURE_CAPTIONS = {
 }
 
 
-def write_participant_report(output_dir: Path, path: Path, participant: dict, run: dict, qc_dir: Path,
-                             figures: dict[str, Path]) -> Path:
-    """``sub-<label>.html``: model, QC summary, figures and the per-region table."""
+def write_participant_report(path: Path, who: ReportSubject, run: dict, qc_dir: Path,
+                             figures: list[tuple[dict, Path]]) -> Path:
+    """``sub-<label>.html``: model, QC summary, figures and the per-region table.
+
+    ``figures``: (entities ``{"desc", "suffix", "hemi"}``, published file) in display order."""
     model = run["model"]
-    summary = json.loads((qc_dir / "summary.json").read_text())
-    rows = read_qc_tsv(qc_dir / "qc.tsv")
-    key = participant["key"]
+    summary = json.loads(QC_FOLDER.path(qc_dir, "summary").read_text())
+    rows = read_qc_tsv(QC_FOLDER.path(qc_dir, "table"))
+    key = who.key
     parts = [f"<h1>cor2vox-bids report: {html.escape(key)}</h1>"]
     if model["demo"]:
         parts.append("<p class='demo'><b>DEMO model.</b> These images were made with the small demonstration model "
                      "shipped with cor2vox-bids (trained on pseudo-participants derived from one template brain). "
                      "They illustrate the pipeline and are not suitable for research conclusions.</p>")
     parts.append("<h2>Summary</h2>" + _table([
-        {"item": "surfaces", "value": participant["source"]},
-        {"item": "real T1w", "value": participant.get("t1w") or "none"},
+        {"item": "surfaces", "value": who.source},
+        {"item": "real T1w", "value": who.t1w or "none"},
         {"item": "model", "value": f"{model['name']} (sha256 {model['sha256'][:16]}…)"},
         {"item": "seeds", "value": ", ".join(map(str, run["seeds"]))},
         {"item": "sampling steps / eta", "value": f"{run['steps']} / {run['eta']}"},
@@ -76,14 +96,15 @@ def write_participant_report(output_dir: Path, path: Path, participant: dict, ru
     ], ["item", "value"]))
     metric_rows = [{"measure": k, "value": v} for k, v in summary.items() if not isinstance(v, (dict, list))]
     parts.append("<h2>Quality control</h2>" + _table(metric_rows, ["measure", "value"]))
-    for name, fig in figures.items():
+    for entities, fig in figures:
         rel = fig.relative_to(path.parent).as_posix()
-        caption = next((c for k, c in FIGURE_CAPTIONS.items() if k in name.replace("_", "")), name)
+        name = entities["desc"] + (f" (hemi-{entities['hemi']})" if entities.get("hemi") else "")
+        caption = next((c for k, c in FIGURE_CAPTIONS.items() if entities["desc"].startswith(k)), name)
         parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(name)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Thickness per region</h2>" + _table(rows))
-    parts.append("<h2>Sources</h2><ul>" + "".join(
-        f"<li>{html.escape(str(v))}</li>" for h in participant["hemis"].values() for v in h.values() if v) + "</ul>")
+    parts.append("<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(str(v))}</li>" for v in who.source_files)
+                 + "</ul>")
     path.write_text(_page(f"cor2vox-bids: {key}", "".join(parts)))
     return path
 

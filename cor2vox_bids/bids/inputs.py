@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingInputError, MissingParticipantFileError, UsageError
-from .settings import Settings
+from ..errors import MissingInputError, MissingParticipantFileError, UsageError
+from ..settings import Settings
 
 LOGGER = logging.getLogger("cor2vox_bids.inputs")
 
 HEMIS = ("L", "R")
 FS_HEMI = {"L": "lh", "R": "rh"}
+SOURCES = ("freesurfer", "gifti")
+#: dataset names used in BIDS URIs of the sources (``bids:<name>:<path>``)
+SOURCE_DATASET = {"freesurfer": "freesurfer", "gifti": "smriprep"}
 
 
-@dataclass
+def participant_key(subject: str, session: str | None) -> str:
+    """``sub-01`` or ``sub-01_ses-A``: the name of one unit of work."""
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+
+@dataclass(frozen=True)
 class HemiFiles:
     """The files of one hemisphere (paths, not contents)."""
 
@@ -36,37 +44,63 @@ class HemiFiles:
     thickness: Path | None = None
     sphere: Path | None = None
 
+    def files(self) -> list[Path]:
+        """The files that exist, in a fixed order (white, pial, annot, thickness, sphere)."""
+        return [p for p in (self.white, self.pial, self.annot, self.thickness, self.sphere) if p is not None]
 
-@dataclass
+
+@dataclass(frozen=True)
 class ParticipantInputs:
-    """Everything one participant (and session) needs; all paths checked to exist."""
+    """Everything one participant (and session) needs; every path checked to exist.
+
+    ``source`` is ``"freesurfer"`` (tkr RAS surfaces, ``orig`` maps them to scanner RAS) or ``"gifti"`` (sMRIPrep,
+    scanner RAS, ``orig`` is None). ``source_root`` is the dataset the surfaces come from (FreeSurfer subjects dir
+    or sMRIPrep derivatives) and ``bids_dir`` the raw dataset: both only name the files in BIDS URIs.
+    """
 
     subject: str
     session: str | None
-    source: str  # "freesurfer" or "gifti"
+    source: str
     hemis: dict[str, HemiFiles]
+    source_root: Path
+    bids_dir: Path
     t1w: Path | None = None
-    fs_subject_dir: Path | None = None
-    orig: Path | None = None  # mri/orig.mgz (tkr → scanner frame) for FreeSurfer input
-    extra: dict[str, Any] = field(default_factory=dict)
+    orig: Path | None = None
+    subject_dir: Path | None = None  # FreeSurfer subject folder (for messages)
 
     @property
     def key(self) -> str:
         """``sub-01`` or ``sub-01_ses-A``: the name of this unit of work."""
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return participant_key(self.subject, self.session)
 
-    def all_files(self) -> list[Path]:
-        files = [p for h in self.hemis.values() for p in (h.white, h.pial, h.annot, h.thickness, h.sphere) if p]
-        return files + [p for p in (self.t1w, self.orig) if p]
+    def surface_files(self) -> list[Path]:
+        """Surfaces, annotations and morphometry of both hemispheres (L then R)."""
+        return [p for h in HEMIS for p in self.hemis[h].files()]
+
+    def source_uris(self) -> list[str]:
+        """BIDS URIs of the surfaces and annotations (and of the T1w used for QC)."""
+        from .naming import bids_uri
+
+        name = SOURCE_DATASET[self.source]
+        uris = [bids_uri(name, p, self.source_root) for h in HEMIS
+                for p in (self.hemis[h].white, self.hemis[h].pial, self.hemis[h].annot) if p is not None]
+        if self.t1w is not None:
+            uris.append(bids_uri("raw", self.t1w, self.bids_dir))
+        return uris
 
 
-@dataclass
+@dataclass(frozen=True)
 class InputFailure:
-    """A participant left out before any work, with the reason."""
+    """A participant left out before any work, with the reason and the file at fault."""
 
-    key: str
+    subject: str
+    session: str | None
     message: str
     path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return participant_key(self.subject, self.session)
 
 
 def check_output_dir(bids_dir: Path, output_dir: Path) -> None:
@@ -237,21 +271,23 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
             "no surfaces source: give --fs-subjects-dir or --derivatives smriprep=PATH "
             "(BIDS_DIR/derivatives/freesurfer does not exist)", settings.bids_dir / "derivatives" / "freesurfer"
         )
+    bids_dir = Path(settings.bids_dir).resolve()
     ok: list[ParticipantInputs] = []
     failed: list[InputFailure] = []
     for subject in subjects:
         for session in select_sessions(layout, subject, settings.session_label):
-            key = f"sub-{subject}" + (f"_ses-{session}" if session else "")
             try:
                 t1w = find_t1w(layout, subject, session, filters)
                 if smriprep is not None:
-                    item = ParticipantInputs(subject, session, "gifti", gifti_inputs(smriprep, subject, session), t1w)
+                    item = ParticipantInputs(subject, session, "gifti", gifti_inputs(smriprep, subject, session),
+                                             smriprep.resolve(), bids_dir, t1w)
                 else:
                     subject_dir, hemis, orig = freesurfer_inputs(fs_dir, subject, session)
-                    item = ParticipantInputs(subject, session, "freesurfer", hemis, t1w, subject_dir, orig)
+                    item = ParticipantInputs(subject, session, "freesurfer", hemis, fs_dir.resolve(), bids_dir, t1w,
+                                             orig, subject_dir)
             except MissingParticipantFileError as exc:
-                LOGGER.error("%s: %s", key, exc)
-                failed.append(InputFailure(key, str(exc), exc.path))
+                LOGGER.error("%s: %s", participant_key(subject, session), exc)
+                failed.append(InputFailure(subject, session, str(exc), exc.path))
                 continue
             ok.append(item)
     return ok, failed, layout

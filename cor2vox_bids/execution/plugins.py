@@ -1,7 +1,7 @@
 """``--use-plugin FILE``: any Nipype plugin (SLURM, SGE, ...) with its arguments, from a YAML file.
 
 The file is Nipype's: ``plugin:`` (a Nipype plugin name) and ``plugin_args:``. cor2vox-bids reads one more,
-optional mapping, ``cor2vox:`` (see :class:`~cor2vox_bids.workflows.slurm.ClusterOptions`)::
+optional mapping, ``cor2vox:`` (see :class:`~cor2vox_bids.execution.slurm.ClusterOptions`)::
 
     plugin: SLURM                       # or SLURMGraph
     plugin_args:
@@ -47,6 +47,19 @@ SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 _CPU_OPTS = ("-c", "--cpus-per-task")
 _MEM_OPTS = ("--mem", "--mem-per-cpu", "--mem-per-gpu")
 _GPU_OPTS = ("--gres", "-G", "--gpus", "--gpus-per-task", "--gpus-per-node")
+# MultiProc workers are started by a fork server, not forked from this process: a parent that already ran the
+# threaded geometry kernels (numba's thread pool is not fork-safe), torch or BLAS threads cannot hang them.
+MP_CONTEXT = "forkserver"
+
+
+def local_plugin_args(settings: Settings, plugin: str = "MultiProc") -> dict:
+    """Arguments of a local multiprocessing plugin from the settings: processes, memory, worker start method."""
+    args: dict = {"n_procs": settings.nprocs or os.cpu_count() or 1}
+    if settings.mem is not None:
+        args["memory_gb"] = settings.mem
+    if plugin == "MultiProc":
+        args["mp_context"] = MP_CONTEXT
+    return args
 
 
 def read_plugin_file(path: Path) -> tuple[str, dict, ClusterOptions]:
@@ -97,8 +110,6 @@ def load_plugin_file(path: Path, settings: Settings, model) -> tuple[object, dic
     """
     plugin, args, options = read_plugin_file(path)
     if plugin in ("MultiProc", "LegacyMultiProc"):
-        from .base import local_plugin_args
-
         for key, value in local_plugin_args(settings, plugin).items():  # the file's own values win
             args.setdefault(key, value)
     # Nipype's SLURM plugins read LOGNAME for job names; it is unset in many containers and cron jobs.

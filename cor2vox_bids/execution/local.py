@@ -1,0 +1,117 @@
+"""Running the participant graph here (MultiProc by default, or the plugin of ``--use-plugin``) and collecting
+which participants failed in it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..bids import naming
+from ..bids.dataset import write_dataset_description
+from ..bids.inputs import resolve_fs_subjects_dir
+from ..errors import ExitCode, OutputError
+from ..settings import Settings
+from ..workflows.base import SynthesisSpec, init_cor2vox_wf
+from .model import ModelInfo
+from .plan import WorkPlan, seeds_of
+from .plugins import load_plugin_file, local_plugin_args
+
+LOGGER = logging.getLogger("cor2vox_bids.workflow")
+
+
+def work_dir_of(settings: Settings, run_id: str) -> Path:
+    """``-w`` (absolute), else a new folder in the system's temporary directory."""
+    if settings.work_dir is not None:
+        return Path(settings.work_dir).resolve()
+    return Path(tempfile.gettempdir()) / naming.default_work_dir_name(run_id)
+
+
+def plugin_of(settings: Settings, model: ModelInfo) -> tuple[object, dict]:
+    """Nipype plugin and its arguments: ``--use-plugin`` YAML, else MultiProc honouring nprocs/mem/GPU."""
+    if settings.use_plugin is not None:
+        return load_plugin_file(settings.use_plugin, settings, model)
+    args = {**local_plugin_args(settings), "raise_insufficient": False}
+    if model.device.startswith("cuda"):
+        args["n_gpu_procs"] = 1  # one synthesis node on the GPU at a time
+    return "MultiProc", args
+
+
+def crash_message(crash_dir: Path) -> str | None:
+    """The last error line of the newest Nipype crash file in ``crash_dir``, if any."""
+    files = sorted(crash_dir.glob(naming.NIPYPE_CRASH_GLOB), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return None
+    lines = [ln.strip() for ln in files[-1].read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    return (errors[-1] if errors else lines[-1]) + f" (crash file: {files[-1]})"
+
+
+def synthesis_spec(settings: Settings, model: ModelInfo) -> SynthesisSpec:
+    # Threads per synthesis node: not derived from --nprocs, because the network's arithmetic (oneDNN, bf16) is
+    # only bit-reproducible for a fixed thread count; --nprocs must not change the images.
+    return SynthesisSpec(model=str(Path(model.path).resolve()), model_sha256=model.sha256,
+                         grid_shape=model.grid_shape, spacing_mm=model.spacing_mm, device=model.device,
+                         seeds=seeds_of(settings), steps=settings.steps, eta=settings.eta,
+                         threads=settings.omp_nthreads or os.cpu_count() or 1)
+
+
+def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: Path) -> Path:
+    """The run description the derivatives nodes read (model, seeds, steps, device, what to publish)."""
+    run_info = {"model": model.summary(), "seeds": seeds_of(settings), "steps": settings.steps, "eta": settings.eta,
+                "device": model.device, "num_samples": settings.num_samples,
+                "save_conditioning": settings.save_conditioning, "run_id": run_id}
+    path = naming.run_info_path(work_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run_info, indent=2) + "\n")
+    return path
+
+
+def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_id: str) -> dict[str, str]:
+    """Run the graph; returns {participant key: failure reason} for those that failed in it."""
+    work_dir = work_dir_of(settings, run_id)
+    if settings.clean_workdir and (work_dir / naming.WORKFLOW_NAME).exists():
+        LOGGER.info("removing %s (--clean-workdir)", work_dir / naming.WORKFLOW_NAME)
+        shutil.rmtree(work_dir / naming.WORKFLOW_NAME)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the work directory: {exc.strerror}", work_dir) from None
+    write_dataset_description(Path(settings.output_dir), Path(settings.bids_dir), resolve_fs_subjects_dir(settings),
+                              model.label, os.environ.get("COR2VOX_CONTAINER"))
+    run_json = write_run_info(settings, model, run_id, work_dir)
+    wf = init_cor2vox_wf(plan.ready, synthesis_spec(settings, model), run_json, Path(settings.output_dir), run_id,
+                         work_dir)
+    plugin, args = plugin_of(settings, model)
+    LOGGER.info("running %d participant(s) with %s %s; work dir %s", len(plan.ready), plugin, args, work_dir)
+    try:
+        wf.run(plugin=plugin, plugin_args=args)
+    except RuntimeError as exc:  # Nipype: "Workflow did not execute cleanly"; details in crash files
+        LOGGER.debug("nipype: %s", exc)
+    failures: dict[str, str] = {}
+    for p in plan.ready:
+        crash_dir = Path(settings.output_dir) / naming.log_dir(p.subject, run_id)
+        expected = [Path(settings.output_dir) / naming.synth_path(p.subject, p.session, s, settings.num_samples)
+                    for s in seeds_of(settings)]
+        message = crash_message(crash_dir) if crash_dir.is_dir() else None
+        if message or not all(f.is_file() for f in expected):
+            failures[p.key] = message or "outputs missing after the run (see the log)"
+    return failures
+
+
+def summarize(failures: dict[str, str], total: int, what: str = "participant(s)") -> int:
+    """Log which participants failed and why; 0, 16 (some failed) or 17 (all failed)."""
+    for key, message in sorted(failures.items()):
+        LOGGER.error("%s failed: %s", key, message)
+    if not failures:
+        LOGGER.info("all %d %s finished", total, what)
+        return int(ExitCode.OK)
+    if len(failures) >= total:
+        LOGGER.error("all %d participant(s) failed", total)
+        return int(ExitCode.ALL_PARTICIPANTS_FAILED)
+    LOGGER.error("%d of %d participant(s) failed; the others finished", len(failures), total)
+    return int(ExitCode.SOME_PARTICIPANTS_FAILED)

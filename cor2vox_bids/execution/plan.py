@@ -1,0 +1,78 @@
+"""Before the graph: every participant's surfaces read and validated; what ``--dry-run`` prints."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..bids import naming
+from ..bids.inputs import InputFailure, ParticipantInputs, collect_inputs
+from ..errors import Cor2VoxError
+from ..interfaces.surfaces import load_and_validate
+from ..settings import Settings
+from .model import ModelInfo
+
+LOGGER = logging.getLogger("cor2vox_bids.workflow")
+
+
+@dataclass
+class WorkPlan:
+    """Participants ready to run and those left out before any work (with reasons)."""
+
+    ready: list[ParticipantInputs] = field(default_factory=list)
+    failed: list[InputFailure] = field(default_factory=list)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+
+
+def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure) -> Path:
+    """A plain-text crash file for a participant that failed before the graph ran."""
+    crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key)
+    crash.parent.mkdir(parents=True, exist_ok=True)
+    crash.write_text(f"participant: {failure.key}\nstage: input validation (before any work)\n"
+                     f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n")
+    return crash
+
+
+def validate_participants(settings: Settings, run_id: str,
+                          found: tuple[list[ParticipantInputs], list[InputFailure]] | None = None) -> WorkPlan:
+    """Find every participant's files (unless ``found`` from ``collect_inputs``) and validate their surfaces.
+
+    Failed participants get a crash report in ``sub-<label>/log/<run-id>/``; nothing else is written.
+    """
+    ready, failed = found if found is not None else collect_inputs(settings)[:2]
+    plan = WorkPlan(failed=list(failed))
+    for p in ready:
+        try:
+            _, warnings = load_and_validate(p.hemis, p.source, p.orig, p.t1w)
+        except Cor2VoxError as exc:
+            LOGGER.error("%s: %s", p.key, exc)
+            plan.failed.append(InputFailure(p.subject, p.session, str(exc), exc.path))
+            continue
+        plan.warnings[p.key] = warnings
+        for w in warnings:
+            LOGGER.warning("%s: %s", p.key, w)
+        plan.ready.append(p)
+    for f in plan.failed:
+        write_crash_report(settings.output_dir, run_id, f)
+    return plan
+
+
+def seeds_of(settings: Settings) -> list[int]:
+    """The random seeds of the samples: ``--random-seed`` + 0 … ``--num-samples`` − 1."""
+    return [settings.random_seed + i for i in range(settings.num_samples)]
+
+
+def plan_lines(settings: Settings, plan: WorkPlan, model: ModelInfo) -> list[str]:
+    """What ``--dry-run`` prints: per participant, its inputs and the outputs it would write."""
+    lines = [f"model: {model.label} sha256={model.sha256[:12]}… grid {model.grid_shape} @ {model.spacing_mm} mm, "
+             f"device {model.device}; {settings.steps} steps, seeds {seeds_of(settings)}"]
+    for p in plan.ready:
+        lines.append(f"{p.key}: surfaces from {p.source} ({p.hemis['L'].white.parent}), T1w: {p.t1w or 'none'}")
+        for seed in seeds_of(settings):
+            lines.append(f"  would write {naming.synth_path(p.subject, p.session, seed, settings.num_samples)}")
+        lines.append(f"  would write {naming.qc_table_path(p.subject, p.session)} and "
+                     f"{naming.report_path(p.subject, p.session)}")
+    for f in plan.failed:
+        lines.append(f"{f.key}: SKIPPED — {f.message}")
+    return lines

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (participant and group level) over the QC folder and the published figures."""
