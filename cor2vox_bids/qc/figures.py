@@ -23,6 +23,7 @@ __all__ = [
     "plot_thickness_scatter",
     "plot_region_bars",
     "plot_error_map",
+    "plot_error_maps",
     "plot_group_summary",
 ]
 
@@ -30,10 +31,10 @@ _KIND_STYLE = {"synthetic": ("tab:orange", "o"), "real": ("tab:blue", "s")}
 _DEFAULT_CONTOUR_COLOURS = {"white": "yellow", "pial": "red"}
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     meta = {"Date": None} if path.suffix.lower() == ".svg" else None  # reproducible SVG
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=meta)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=meta)
     return path
 
 
@@ -208,6 +209,44 @@ def plot_error_map(
     ax.set_ylabel("latitude (°)")
     ax.set_title(title or f"Thickness error ({int((~ok).sum())} vertices unmeasured, grey)")
     return _save(fig, path)
+
+
+def plot_error_maps(
+    panels: Sequence[tuple[str, NDArray, NDArray]],
+    path: str | Path,
+    *,
+    vmax: float | None = None,
+    columns: int = 2,
+    dpi: int = 80,
+) -> Path:
+    """All per-vertex error maps in one small figure: ``panels`` = [(title, sphere or surface vertices, image −
+    surface thickness (NaN = not measured, grey))]; one colour scale (±``vmax``, default the 98th percentile of
+    |error| over all panels). Replaces one full-size :func:`plot_error_map` per hemisphere and image."""
+    errors = [np.asarray(e, dtype=np.float64) for _, _, e in panels]
+    finite = np.concatenate([np.abs(e[np.isfinite(e)]) for e in errors]) if errors else np.zeros(0)
+    if vmax is None:
+        vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
+    vmax = max(vmax, 1e-6)
+    rows = max(1, -(-len(panels) // columns))
+    fig = Figure(figsize=(4.2 * columns, 2.3 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    sc = None
+    for ax, (title, verts, _), err in zip(axes, panels, errors):
+        lon, lat = lonlat(verts)
+        ok = np.isfinite(err)
+        ax.scatter(lon[~ok], lat[~ok], s=1.5, c="0.8", linewidths=0, rasterized=True)
+        sc = ax.scatter(lon[ok], lat[ok], s=2.5, c=err[ok], cmap="RdBu_r", vmin=-vmax, vmax=vmax, linewidths=0,
+                        rasterized=True)
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-90, 90)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title} ({ok.mean():.0%} measured)", fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    if sc is not None:
+        fig.colorbar(sc, ax=list(axes), label="image − surface thickness (mm); grey: not measured", shrink=0.8)
+    return _save(fig, path, dpi)
 
 
 def plot_group_summary(
