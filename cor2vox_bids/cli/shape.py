@@ -101,9 +101,9 @@ def _log(message: str) -> None:
 def _evaluate(args: argparse.Namespace) -> dict:
     import numpy as np
 
+    from ..errors import MissingInputError
     from ..shape.build import MIN_TRAINING, fit_model, holdout_errors, interpolation_stats, load_training
     from ..shape.data import load_template
-    from ..errors import MissingInputError
 
     tpl = load_template(args.template)
     loaded, failed = load_training(args.bids_dir, args.fs_subjects_dir, _smriprep(args.derivatives),
@@ -113,7 +113,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
                                 args.bids_dir)
     ks = sorted({0, 1, 2, 3, 5, 8, 13, len(loaded) - 2} & set(range(len(loaded) - 1)))
     _log(f"leave-one-out over {len(loaded)} participants, components {ks}")
-    errors = holdout_errors(loaded, tpl, ks)
+    errors = holdout_errors(loaded, ks)
     for k in ks:
         _log(f"  k={k:2d}: held-out mid-surface RMS {errors[k]['mid_rms_mm']:.3f} mm, thickness RMS "
              f"{errors[k]['thickness_rms_mm']:.3f} mm")
@@ -125,10 +125,15 @@ def _evaluate(args: argparse.Namespace) -> dict:
         _log(f"  {r['from']} -> {r['to']}: latent norm ends {r['from_norm']:.2f}/{r['to_norm']:.2f}, midpoint "
              f"slerp {r['slerp_norm']:.2f} lerp {r['lerp_norm']:.2f}; thickness std ends "
              f"{r['from_thickness_std']:.3f}/{r['to_thickness_std']:.3f}, slerp {r['slerp_thickness_std']:.3f} "
-             f"lerp {r['lerp_thickness_std']:.3f} mm")
+             f"lerp {r['lerp_thickness_std']:.3f} mm; deviation from mean thickness ends "
+             f"{r['from_thickness_dev']:.3f}/{r['to_thickness_dev']:.3f}, slerp {r['slerp_thickness_dev']:.3f} "
+             f"lerp {r['lerp_thickness_dev']:.3f} mm")
+    dims = sum(model.hemis[h].n_components for h in ("L", "R"))
+    _log(f"  a sample z ~ N(0, I) in {dims} dimensions has norm about {np.sqrt(dims - 0.5):.2f}")
     thick = list(model.info["TrainingMeanThickness"].values())
     return {"participants": keys, "left_out": dict(failed), "holdout": {str(k): v for k, v in errors.items()},
-            "interpolation_midpoints": interp,
+            "interpolation_midpoints": interp, "latent_dimensions": dims,
+            "typical_sample_norm": float(np.sqrt(dims - 0.5)),
             "training_mean_thickness_mm": {"min": float(np.min(thick)), "max": float(np.max(thick))}}
 
 

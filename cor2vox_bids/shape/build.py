@@ -146,7 +146,7 @@ def interpolate(model: ShapeModel, model_dir: Path, out: Path, src: str, dst: st
     return write_virtual(out, model, model_dir, items, how, log)
 
 
-def holdout_errors(loaded: list, template: Template, ks: list[int]) -> dict[str, Any]:
+def holdout_errors(loaded: list, ks: list[int]) -> dict[str, Any]:
     """Leave-one-out: fit on all but one participant, reconstruct the held-out one with k components.
 
     Returns per k the RMS vertex error of the mid-thickness surface (mm) and the RMS thickness error (mm),
@@ -169,20 +169,25 @@ def holdout_errors(loaded: list, template: Template, ks: list[int]) -> dict[str,
 
 
 def interpolation_stats(model: ShapeModel, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Midpoints of slerp and lerp for training pairs: latent norm and thickness spread (std over vertices)."""
+    """Midpoints of slerp and lerp for training pairs, and the two ends: latent norm (both hemispheres'
+    whitened codes together), thickness spread over vertices (std) and thickness deviation from the model's
+    mean thickness map (RMS over vertices, mm): how much individual variation a shape keeps."""
+    mean_t = np.concatenate([model.hemis[h].mean.reshape(-1, 4)[:, 3] for h in HEMIS])
+
+    def describe(codes: dict[str, np.ndarray]) -> tuple[float, float, float]:
+        thick = np.concatenate([model.hemis[h].decode(codes[h])[0].reshape(-1, 4)[:, 3] for h in HEMIS])
+        norm = float(np.sqrt(sum(np.sum(codes[h] ** 2) for h in HEMIS)))
+        return norm, float(thick.std()), float(np.sqrt(np.mean((thick - mean_t) ** 2)))
+
     rows = []
     for a, b in pairs:
         row: dict[str, Any] = {"from": a, "to": b}
         for mode in ("slerp", "lerp"):
             (_, codes), = interpolate_codes(model, a, b, 1, mode)
-            row[f"{mode}_norm"] = float(np.sqrt(sum(np.sum(codes[h] ** 2) for h in HEMIS)))
-            thick = np.concatenate([model.hemis[h].decode(codes[h])[0].reshape(-1, 4)[:, 3] for h in HEMIS])
-            row[f"{mode}_thickness_std"] = float(thick.std())
-        i, j = model.training.index(a), model.training.index(b)
-        for tag, idx in (("from", i), ("to", j)):
-            codes = {h: model.hemis[h].train_codes[idx] for h in HEMIS}
-            row[f"{tag}_norm"] = float(np.sqrt(sum(np.sum(codes[h] ** 2) for h in HEMIS)))
-            thick = np.concatenate([model.hemis[h].decode(codes[h])[0].reshape(-1, 4)[:, 3] for h in HEMIS])
-            row[f"{tag}_thickness_std"] = float(thick.std())
+            row[f"{mode}_norm"], row[f"{mode}_thickness_std"], row[f"{mode}_thickness_dev"] = describe(codes)
+        for tag, key in (("from", a), ("to", b)):
+            i = model.training.index(key)
+            codes = {h: model.hemis[h].train_codes[i] for h in HEMIS}
+            row[f"{tag}_norm"], row[f"{tag}_thickness_std"], row[f"{tag}_thickness_dev"] = describe(codes)
         rows.append(row)
     return rows

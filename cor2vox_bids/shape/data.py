@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import MissingInputError, MissingParticipantFileError, SurfaceError, UsageError
-from ..geometry import cortical_thickness, read_annotation, read_freesurfer_surface, read_gifti_surface, read_morph
+from ..geometry import cortical_thickness, read_freesurfer_surface, read_gifti_surface, read_morph
 from .mesh import rigid_align
 from .sphere import shares_mesh, sphere_resampling
 

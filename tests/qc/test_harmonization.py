@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from cor2vox_bids.qc.harmonization import (barycentre, distance_rows, normalise, quantile_function, tissue_masks,
-                                           tissue_quantiles, wasserstein_1d, wasserstein_quantiles)
+from cor2vox_bids.qc.harmonization import (
+    barycentre,
+    distance_rows,
+    normalise,
+    quantile_function,
+    tissue_masks,
+    tissue_quantiles,
+    wasserstein_1d,
+    wasserstein_quantiles,
+)
 
 
 def test_wasserstein_matches_scipy_and_shift():

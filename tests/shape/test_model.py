@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from cor2vox_bids.errors import MissingInputError, ModelError
-from cor2vox_bids.shape.model import (ShapeModel, fit_pca, interpolate_codes, lerp, load_model, sample_codes,
-                                      save_model, slerp)
+from cor2vox_bids.shape.model import (
+    ShapeModel,
+    fit_pca,
+    interpolate_codes,
+    lerp,
+    load_model,
+    sample_codes,
+    save_model,
+    slerp,
+)
 
 
 def _features(n: int = 7, v: int = 40, seed: int = 0) -> np.ndarray:
@@ -116,3 +124,18 @@ def test_interpolation_ends_are_training_codes():
     assert np.allclose(steps[-1][1]["R"], model.hemis["R"].train_codes[4])
     again = interpolate_codes(model, "sub-01", "sub-04", 5, "slerp")
     assert all(np.array_equal(x[1]["L"], y[1]["L"]) for x, y in zip(steps, again))
+
+
+def test_holdout_error_falls_with_components():
+    """Leave-one-out on data with three true modes: the error drops from the mean to the noise floor by k = 3."""
+    from cor2vox_bids.shape.build import holdout_errors
+    from cor2vox_bids.shape.data import ParticipantOnTemplate
+
+    rows = {h: _features(n=10, v=30, seed=s) for s, h in enumerate("LR")}
+    people = [ParticipantOnTemplate(f"sub-{i:02d}", {h: rows[h][i].reshape(-1, 4)[:, :3] for h in "LR"},
+                                    {h: rows[h][i].reshape(-1, 4)[:, 3] for h in "LR"}, False, 0.0, 0.0, 0.0, 0.0)
+            for i in range(10)]
+    errors = holdout_errors(people, [0, 1, 2, 3, 5])
+    mid = [errors[k]["mid_rms_mm"] for k in (0, 1, 2, 3, 5)]
+    assert mid[0] > mid[1] > mid[2] > mid[3]
+    assert mid[3] < 0.1 * mid[0] and abs(mid[4] - mid[3]) < 0.05 * mid[0]

@@ -101,7 +101,8 @@ def test_usage_and_input_errors(shape_model_dir, shape_training, tmp_path, capsy
     assert main(["interpolate", str(shape_model_dir), str(tmp_path / "x"), "--from", "sub-01", "--to", "sub-99",
                  "--steps", "2"]) == ExitCode.USAGE
     assert "sub-99" in capsys.readouterr().err
-    assert main(["sample", str(tmp_path / "missing"), str(tmp_path / "y"), "--n", "1", "--seed", "0"]) == ExitCode.NO_INPUT
+    missing = ["sample", str(tmp_path / "missing"), str(tmp_path / "y"), "--n", "1", "--seed", "0"]
+    assert main(missing) == ExitCode.NO_INPUT
     assert main(["sample", str(shape_model_dir), str(tmp_path / "z"), "--n", "0", "--seed", "0"]) == ExitCode.USAGE
     full = tmp_path / "full"
     full.mkdir()
