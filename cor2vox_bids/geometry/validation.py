@@ -10,6 +10,7 @@ returned warnings. :func:`validate_pair` also checks that left and right are not
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -214,3 +215,169 @@ def validate_pair(lh: Hemisphere, rh: Hemisphere, t1_img=None) -> list[str]:
         for hemi in (lh, rh):
             warnings += check_frame(hemi, t1_img, check_side=False)
     return warnings
+
+
+# ---- frame and identity: the T1w must show WM > GM > CSF across the surfaces ------------------------------------
+
+#: mm beyond the white surface (inwards) and beyond the pial surface (outwards) where WM and CSF are sampled
+CONTRAST_OFFSET_MM = 1.25
+#: vertices whose white→pial distance lies outside this range (medial wall, defects) are not sampled
+CONTRAST_THICKNESS_MM = (1.0, 6.0)
+#: at most this many vertices per hemisphere are sampled (evenly spaced in the vertex order)
+CONTRAST_MAX_VERTICES = 20000
+#: a participant whose surfaces show the WM > GM > CSF step at fewer vertices than this fraction fails
+CONTRAST_MIN_SCORE = 0.65
+#: fewest usable vertices for a verdict; fewer only gives a warning
+CONTRAST_MIN_VERTICES = 100
+
+
+@dataclass(frozen=True)
+class TissueContrast:
+    """How well the T1w's intensities step down across a hemisphere's surfaces.
+
+    At each sampled vertex the T1w is read (trilinear) at three points on the line from the white vertex to its
+    pial vertex: ``offset`` mm inside the white surface (white matter), half-way (mid-cortex grey matter) and
+    ``offset`` mm outside the pial surface (CSF). ``wm_over_gm`` and ``gm_over_csf`` are the fractions of vertices
+    where the first sample is brighter than the second, and the second than the third; ``score`` is the smaller of
+    the two. Surfaces in the T1w's frame and of the T1w's person score high; surfaces shifted by more than the
+    cortical thickness or of another person sample unrelated tissue at all three points and score near 0.5.
+    """
+
+    n_vertices: int
+    wm: float
+    gm: float
+    csf: float
+    wm_over_gm: float
+    gm_over_csf: float
+
+    @property
+    def score(self) -> float:
+        """min(wm_over_gm, gm_over_csf); NaN when nothing was sampled."""
+        return min(self.wm_over_gm, self.gm_over_csf)
+
+    def describe(self) -> str:
+        """One human-readable line."""
+        return (f"WM > GM at {self.wm_over_gm:.0%} and GM > CSF at {self.gm_over_csf:.0%} of {self.n_vertices} "
+                f"vertices (median T1w WM {self.wm:.4g}, GM {self.gm:.4g}, CSF {self.csf:.4g})")
+
+
+def sample_volume(data: np.ndarray, affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Trilinear samples of a 3D volume at world points (n, 3); NaN outside the field of view."""
+    from scipy.ndimage import map_coordinates
+
+    ijk = transform(points, np.linalg.inv(np.asarray(affine, dtype=np.float64)))
+    shape = np.asarray(data.shape[:3])
+    inside = np.all((ijk >= 0) & (ijk <= shape - 1), axis=1)
+    out = np.full(len(points), np.nan)
+    if inside.any():
+        out[inside] = map_coordinates(np.asarray(data, dtype=np.float32), ijk[inside].T, order=1, mode="nearest")
+    return out
+
+
+def tissue_samples(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray, shift: np.ndarray | None = None,
+                   offset: float = CONTRAST_OFFSET_MM,
+                   max_vertices: int = CONTRAST_MAX_VERTICES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(WM, GM, CSF) T1w samples at the usable vertices of ``hemi`` (optionally moved by ``shift`` mm)."""
+    w = np.asarray(hemi.white.vertices, dtype=np.float64)
+    p = np.asarray(hemi.pial.vertices, dtype=np.float64)
+    if w.shape != p.shape or len(w) == 0:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    step = max(1, -(-len(w) // max_vertices))
+    w, p = w[::step], p[::step]
+    d = p - w
+    length = np.linalg.norm(d, axis=1)
+    lo, hi = CONTRAST_THICKNESS_MM
+    keep = np.isfinite(length) & (length >= lo) & (length <= hi)
+    w, p, d = w[keep], p[keep], d[keep] / length[keep, None]
+    if shift is not None:
+        w, p = w + shift, p + shift
+    wm = sample_volume(data, affine, w - offset * d)
+    gm = sample_volume(data, affine, 0.5 * (w + p))
+    csf = sample_volume(data, affine, p + offset * d)
+    ok = np.isfinite(wm) & np.isfinite(gm) & np.isfinite(csf)
+    return wm[ok], gm[ok], csf[ok]
+
+
+def tissue_contrast(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray,
+                    shift: np.ndarray | None = None, offset: float = CONTRAST_OFFSET_MM) -> TissueContrast:
+    """The :class:`TissueContrast` of one hemisphere against a T1w array and its affine."""
+    wm, gm, csf = tissue_samples(hemi, data, affine, shift, offset)
+    if len(wm) == 0:
+        nan = float("nan")
+        return TissueContrast(0, nan, nan, nan, nan, nan)
+    return TissueContrast(len(wm), float(np.median(wm)), float(np.median(gm)), float(np.median(csf)),
+                          float(np.mean(wm > gm)), float(np.mean(gm > csf)))
+
+
+#: a better fit this much higher (score) …
+CONTRAST_MAX_GAIN = 0.03
+#: … at a translation at least this long (mm) means the surfaces are displaced relative to the T1w
+CONTRAST_MAX_SHIFT_MM = 2.5
+#: vertices per hemisphere used while searching for a better-fitting translation
+_SEARCH_VERTICES = 4000
+_SEARCH_STEPS_MM = (4.0, 2.0, 1.0)
+_SEARCH_RANGE_MM = 12.0
+
+
+def best_translation(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray,
+                     max_vertices: int = _SEARCH_VERTICES) -> tuple[np.ndarray, float, float]:
+    """The translation (mm) near zero that maximises the WM > GM > CSF score: a greedy search along the axes
+    with steps of 4, 2 and 1 mm, within ±12 mm. Returns (translation, score there, score at zero), both scores
+    on the same ``max_vertices`` subsample."""
+
+    def score(shift: np.ndarray) -> float:
+        wm, gm, csf = tissue_samples(hemi, data, affine, shift, max_vertices=max_vertices)
+        return min(float(np.mean(wm > gm)), float(np.mean(gm > csf))) if len(wm) else float("nan")
+
+    current = np.zeros(3)
+    at_zero = best = score(current)
+    if not np.isfinite(at_zero):
+        return current, at_zero, at_zero
+    moves = np.concatenate([np.eye(3), -np.eye(3)])
+    for step in _SEARCH_STEPS_MM:
+        for _ in range(int(_SEARCH_RANGE_MM / step)):
+            trials = [current + step * m for m in moves if np.abs(current + step * m).max() <= _SEARCH_RANGE_MM]
+            scores = [score(t) for t in trials]
+            k = int(np.nanargmax(scores)) if trials else -1
+            if k < 0 or not scores[k] > best:
+                break
+            current, best = trials[k], scores[k]
+    return current, best, at_zero
+
+
+def check_tissue_contrast(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray,
+                          frame_shift: np.ndarray | None = None) -> tuple[TissueContrast, list[str]]:
+    """Do the surfaces sit on this T1w's cortex? Raises :class:`SurfaceError` naming the white surface when the
+    T1w does not step down WM > GM > CSF across them (score below ``CONTRAST_MIN_SCORE``: another person's
+    surfaces, or a frame several mm off), or when they fit clearly better moved by ``CONTRAST_MAX_SHIFT_MM`` mm or
+    more (a displaced frame). ``frame_shift`` (the T1w's ``c_ras``) is tried both ways to name a tkr/scanner RAS
+    mix-up. Returns the measured contrast and warnings (too few vertices in the field of view to judge)."""
+    path = hemi.white.path
+    c0 = tissue_contrast(hemi, data, affine)
+    if c0.n_vertices < CONTRAST_MIN_VERTICES:
+        return c0, [f"{path or hemi.hemi}: only {c0.n_vertices} vertices could be sampled in the T1w; the "
+                    "surface-to-T1w contrast check was skipped"]
+    problem = None
+    if c0.score < CONTRAST_MIN_SCORE:
+        problem = (f"hemisphere {hemi.hemi} does not match the T1w: {c0.describe()}, score {c0.score:.2f} < "
+                   f"{CONTRAST_MIN_SCORE:.2f}")
+        cause = "; these are another person's surfaces or they are in the wrong frame"
+    else:
+        shift, best, at_zero = best_translation(hemi, data, affine)
+        if best - at_zero >= CONTRAST_MAX_GAIN and np.linalg.norm(shift) >= CONTRAST_MAX_SHIFT_MM:
+            problem = (f"hemisphere {hemi.hemi} is displaced relative to the T1w: it fits best when moved by "
+                       f"({shift[0]:+.0f}, {shift[1]:+.0f}, {shift[2]:+.0f}) mm (WM > GM > CSF score {at_zero:.2f} "
+                       f"as given, {best:.2f} moved)")
+            cause = "; check that the surfaces and the T1w come from the same scan and frame"
+    if problem is None:
+        return c0, []
+    if frame_shift is not None and np.linalg.norm(frame_shift) > 2.0:
+        fs = np.asarray(frame_shift, dtype=np.float64)
+        for sign, verb in ((1.0, "added to"), (-1.0, "subtracted from")):
+            c = tissue_contrast(hemi, data, affine, sign * fs)
+            if c.score >= CONTRAST_MIN_SCORE and c.score - c0.score >= CONTRAST_MAX_GAIN:
+                cause = (f"; they fit when c_ras ({fs[0]:.1f}, {fs[1]:.1f}, {fs[2]:.1f}) mm is {verb} them "
+                         f"(score {c.score:.2f}): wrong frame (tkr RAS vs scanner RAS). {_frame_hint(path)}")
+                break
+    raise SurfaceError(problem + cause, path=path)
