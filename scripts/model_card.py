@@ -149,6 +149,10 @@ def write_card(model: Path, results: list[dict]) -> None:
                    "raw weights) under other EMA settings; the training was resumed from its state with the current "
                    "ones, whose EMA copies the raw weights until `ema_start`, so the shipped weights are by "
                    "construction those of a from-scratch run (not re-run to check; docs/training.md).")
+    init = tr.get("init_from") or {}
+    init_line = (f"- Initialised from `{init.get('name')}` (weights sha256 `{init.get('weights_sha256')}`, "
+                 f"{init.get('steps')} steps) with `cor2vox-train --init-from`: fine-tuned, not trained from scratch\n"
+                 if init else "")
     text = f"""# Model card: {cfg['name']} — DEMO MODEL
 
 **This is a demonstration model.** It was trained by `cor2vox-train` on pseudo-participants that are all smooth
@@ -166,7 +170,7 @@ seen a real individual brain and must not be used for research conclusions. Trai
   {tr.get('ema_decay')} every {tr.get('ema_every')} steps from step {tr.get('ema_start')}, seed {tr.get('seed')},
   precision {tr.get('precision')}; cumulative training wall time {fmt(train_seconds)} s on 2 CPU cores (median
   {fmt(median_step)} s per step; the cores were partly shared with other work)
-- Loss curve: `loss_curve.png`; training log: `train_log.tsv`
+{init_line}- Loss curve: `loss_curve.png`; training log: `train_log.tsv`
 
 ## Validation during training
 
