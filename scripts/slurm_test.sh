@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI step "SLURM": start a one-node test cluster, run the tests marked `slurm`, stop the cluster (also on
+# CI step "SLURM": start a one-node test cluster, run the tests marked `slurm` (cor2vox-bids with the SLURM
+# plugins and array mode; a 2-task `srun torchrun` cor2vox-train run), stop the cluster (also on
 # failure or interruption). Exit code: pytest's (5, no test collected, counts as a failure).
 #
 #   bash scripts/slurm_test.sh [extra pytest args]
