@@ -217,10 +217,7 @@ def normalise_label(label: str) -> str:
 def discover(bids_dir: Path, fs_subjects_dir: Path | None, smriprep: Path | None,
              labels: list[str] | None) -> tuple[list[tuple[str, dict[str, SourceHemi]]], list[tuple[str, str]]]:
     """Participants with surfaces: (key, files) to use and (key, reason) left out; whole-run problems raise."""
-    try:  # the BIDS input helpers moved to cor2vox_bids.bids.inputs in the workflow refactor
-        from ..bids.inputs import freesurfer_inputs, gifti_inputs, make_layout, select_participants, select_sessions
-    except ImportError:
-        from ..inputs import freesurfer_inputs, gifti_inputs, make_layout, select_participants, select_sessions
+    from ..bids.inputs import freesurfer_inputs, gifti_inputs, make_layout, select_participants, select_sessions
 
     layout = make_layout(bids_dir, validate=False)
     subjects = select_participants(layout, [normalise_label(x) for x in labels] if labels else None)

@@ -48,15 +48,6 @@ class Resampling:
             return np.einsum("pj,pj->p", picked, self.weights)
         return np.einsum("pjk,pj->pk", picked, self.weights)
 
-    @property
-    def is_identity(self) -> bool:
-        """True when every target point is one source vertex, in order (shared mesh)."""
-        p = len(self.vertices)
-        if p != self.n_source:
-            return False
-        first = self.vertices[np.arange(p), np.argmax(self.weights, axis=1)]
-        return bool(np.array_equal(first, np.arange(p)) and np.allclose(self.weights.max(axis=1), 1.0, atol=1e-12))
-
 
 def _unit(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
