@@ -96,3 +96,7 @@ class SurfaceError(ParticipantError):
 
 class MissingParticipantFileError(ParticipantError):
     """A file a participant needs does not exist."""
+
+
+class ImageError(ParticipantError):
+    """A participant's image (T1w) is unreadable, truncated, not 3D, not finite or has a singular affine."""
