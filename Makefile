@@ -9,9 +9,9 @@ DEMO_N     ?= 2
 # CPU build of PyTorch first, so no requirement can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bids-validator clean-demo
+.PHONY: install demo test lint bids-validator clean-demo
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
@@ -34,6 +34,13 @@ demo: install
 
 test: install bids-validator
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(PY) -m pytest -q -m "not docker and not slurm" tests
+	$(VENV)/bin/ruff check .
+
+# ruff (lint + format), one config in pyproject.toml. `ruff format --check .` joins `make test` once the whole tree
+# has been formatted (it is not yet).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean-demo:
 	rm -rf $(DEMO)

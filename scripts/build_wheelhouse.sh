@@ -36,7 +36,7 @@ tag=$("$PYTHON" -c 'import sys, platform; print(f"{sys.implementation.name}{sys.
 
 # 1. The package itself, built from a clean copy of the tree (no stale build/ or egg-info from the work tree).
 mkdir -p "$tmp/src"
-(cd "$ROOT" && tar --exclude='__pycache__' --exclude='*.pyc' -cf - setup.cfg pyproject.toml README.md cor2vox_bids \
+(cd "$ROOT" && tar --exclude='__pycache__' --exclude='*.pyc' -cf - pyproject.toml README.md cor2vox_bids \
     $(ls LICENSE* MANIFEST.in setup.py 2>/dev/null || true)) | tar -C "$tmp/src" -xf -
 rm -rf "$WH/app" "$WH"/cor2vox_bids-*.whl
 "$PYTHON" -m pip wheel -q --no-deps -w "$WH/app" "$tmp/src"

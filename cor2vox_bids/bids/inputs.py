@@ -82,8 +82,12 @@ class ParticipantInputs:
         from .naming import bids_uri
 
         name = SOURCE_DATASET[self.source]
-        uris = [bids_uri(name, p, self.source_root) for h in HEMIS
-                for p in (self.hemis[h].white, self.hemis[h].pial, self.hemis[h].annot) if p is not None]
+        uris = [
+            bids_uri(name, p, self.source_root)
+            for h in HEMIS
+            for p in (self.hemis[h].white, self.hemis[h].pial, self.hemis[h].annot)
+            if p is not None
+        ]
         if self.t1w is not None:
             uris.append(bids_uri("raw", self.t1w, self.bids_dir))
         return uris
@@ -208,13 +212,17 @@ def _optional(path: Path) -> Path | None:
 
 def freesurfer_inputs(subjects_dir: Path, subject: str, session: str | None) -> tuple[Path, dict[str, HemiFiles], Path]:
     """Locate a FreeSurfer subject's files; missing required files raise MissingParticipantFileError."""
-    candidates = ([subjects_dir / f"sub-{subject}_ses-{session}"] if session else []) + [subjects_dir / f"sub-{subject}"]
+    candidates = ([subjects_dir / f"sub-{subject}_ses-{session}"] if session else []) + [
+        subjects_dir / f"sub-{subject}"
+    ]
     subject_dir = next((c for c in candidates if c.is_dir()), None)
     if subject_dir is None:
         raise MissingParticipantFileError("missing FreeSurfer subject folder", candidates[-1])
     orig = subject_dir / "mri" / "orig.mgz"
     if not orig.is_file():
-        orig = _require(subject_dir / "mri" / "T1.mgz", "mri/orig.mgz (or mri/T1.mgz), needed for the tkr → scanner frame")
+        orig = _require(
+            subject_dir / "mri" / "T1.mgz", "mri/orig.mgz (or mri/T1.mgz), needed for the tkr → scanner frame"
+        )
     hemis = {}
     for hemi, fs in FS_HEMI.items():
         hemis[hemi] = HemiFiles(
@@ -245,10 +253,13 @@ def gifti_inputs(deriv_dir: Path, subject: str, session: str | None) -> dict[str
         white = found.get("white") or found.get("smoothwm")
         anat = deriv_dir / f"sub-{subject}" / "anat"
         if white is None:
-            raise MissingParticipantFileError("missing white (or smoothwm) GIFTI surface",
-                                              anat / f"sub-{subject}_hemi-{hemi}_white.surf.gii")
+            raise MissingParticipantFileError(
+                "missing white (or smoothwm) GIFTI surface", anat / f"sub-{subject}_hemi-{hemi}_white.surf.gii"
+            )
         if "pial" not in found:
-            raise MissingParticipantFileError("missing pial GIFTI surface", anat / f"sub-{subject}_hemi-{hemi}_pial.surf.gii")
+            raise MissingParticipantFileError(
+                "missing pial GIFTI surface", anat / f"sub-{subject}_hemi-{hemi}_pial.surf.gii"
+            )
         hemis[hemi] = HemiFiles(white=white, pial=found["pial"])
     return hemis
 
@@ -269,7 +280,8 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
     if fs_dir is None and smriprep is None:
         raise MissingInputError(
             "no surfaces source: give --fs-subjects-dir or --derivatives smriprep=PATH "
-            "(BIDS_DIR/derivatives/freesurfer does not exist)", settings.bids_dir / "derivatives" / "freesurfer"
+            "(BIDS_DIR/derivatives/freesurfer does not exist)",
+            settings.bids_dir / "derivatives" / "freesurfer",
         )
     bids_dir = Path(settings.bids_dir).resolve()
     ok: list[ParticipantInputs] = []
@@ -279,12 +291,20 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
             try:
                 t1w = find_t1w(layout, subject, session, filters)
                 if smriprep is not None:
-                    item = ParticipantInputs(subject, session, "gifti", gifti_inputs(smriprep, subject, session),
-                                             smriprep.resolve(), bids_dir, t1w)
+                    item = ParticipantInputs(
+                        subject,
+                        session,
+                        "gifti",
+                        gifti_inputs(smriprep, subject, session),
+                        smriprep.resolve(),
+                        bids_dir,
+                        t1w,
+                    )
                 else:
                     subject_dir, hemis, orig = freesurfer_inputs(fs_dir, subject, session)
-                    item = ParticipantInputs(subject, session, "freesurfer", hemis, fs_dir.resolve(), bids_dir, t1w,
-                                             orig, subject_dir)
+                    item = ParticipantInputs(
+                        subject, session, "freesurfer", hemis, fs_dir.resolve(), bids_dir, t1w, orig, subject_dir
+                    )
             except MissingParticipantFileError as exc:
                 LOGGER.error("%s: %s", participant_key(subject, session), exc)
                 failed.append(InputFailure(subject, session, str(exc), exc.path))

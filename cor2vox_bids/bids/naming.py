@@ -29,8 +29,13 @@ SIDECAR_EXTENSION = ".json"
 REPORT_EXTENSION = ".html"
 #: what BIDS validators skip in the derivative dataset (logs, figures, reports, citation)
 BIDSIGNORE = ("log/", "*/log/", "*/figures/", "group/", "*" + REPORT_EXTENSION, "CITATION.cff")
-MAP_ENTITIES = {"sdf_pial": ("pial", "sdf"), "sdf_white": ("white", "sdf"), "sdf_cortex": ("cortex", "sdf"),
-                "ribbon": ("ribbon", "mask"), "edges": ("meshedges", "edges")}
+MAP_ENTITIES = {
+    "sdf_pial": ("pial", "sdf"),
+    "sdf_white": ("white", "sdf"),
+    "sdf_cortex": ("cortex", "sdf"),
+    "ribbon": ("ribbon", "mask"),
+    "edges": ("meshedges", "edges"),
+}
 
 # -- derivatives (pybids patterns) --------------------------------------------------------------------------
 
@@ -51,11 +56,11 @@ def sample_desc(seed: int, num_samples: int) -> str:
     return "synth" if num_samples == 1 else f"synthseed{seed}"
 
 
-def synth_path(subject: str, session: str | None, seed: int, num_samples: int,
-               extension: str = IMAGE_EXTENSION) -> str:
+def synth_path(subject: str, session: str | None, seed: int, num_samples: int, extension: str = IMAGE_EXTENSION) -> str:
     """A synthetic T1w (or with ``extension=".json"`` its sidecar)."""
-    return build_path(subject=subject, session=session, desc=sample_desc(seed, num_samples), suffix="T1w",
-                      extension=extension)
+    return build_path(
+        subject=subject, session=session, desc=sample_desc(seed, num_samples), suffix="T1w", extension=extension
+    )
 
 
 def synth_glob(subject: str) -> str:
@@ -83,8 +88,9 @@ def qc_summary_path(subject: str, session: str | None) -> str:
     return build_path(subject=subject, session=session, desc="summary", suffix="qc", extension=".json")
 
 
-def figure_path(subject: str, session: str | None, desc: str, suffix: str = "qc", hemi: str | None = None,
-                extension: str = ".png") -> str:
+def figure_path(
+    subject: str, session: str | None, desc: str, suffix: str = "qc", hemi: str | None = None, extension: str = ".png"
+) -> str:
     return build_path(subject=subject, session=session, hemi=hemi, desc=desc, suffix=suffix, extension=extension)
 
 
@@ -114,8 +120,9 @@ def work_figure_name(desc: str, suffix: str = "qc", hemi: str | None = None, ext
     """A figure's file name inside the QC node's folder (entities kept, subject added on publication)."""
     from bids.layout.writing import build_path as _build
 
-    clean = {k: v for k, v in {"hemi": hemi, "desc": desc, "suffix": suffix, "extension": extension}.items()
-             if v is not None}
+    clean = {
+        k: v for k, v in {"hemi": hemi, "desc": desc, "suffix": suffix, "extension": extension}.items() if v is not None
+    }
     return _build(clean, [WORK_FIGURE_PATTERN], strict=True)
 
 
@@ -178,8 +185,11 @@ def array_state_dir(work_dir: Path, run_id: str) -> Path:
 
 def array_files(state_dir: Path) -> dict[str, Path]:
     """Array mode's files: the script, the job record, and the templates of task logs / exit codes."""
-    return {"script": state_dir / "array.sbatch", "job": state_dir / "job.json",
-            "task_log": state_dir / "array-%A_%a.out"}
+    return {
+        "script": state_dir / "array.sbatch",
+        "job": state_dir / "job.json",
+        "task_log": state_dir / "array-%A_%a.out",
+    }
 
 
 def array_task_log(state_dir: Path, job: str, index: int | str) -> Path:

@@ -81,8 +81,12 @@ def boutiques_input(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "Number":
         item["integer"] = bool(spec["integer"])
         bounds = spec["bounds"]
-        for key, out, exclusive in (("ge", "minimum", False), ("gt", "minimum", True),
-                                    ("le", "maximum", False), ("lt", "maximum", True)):
+        for key, out, exclusive in (
+            ("ge", "minimum", False),
+            ("gt", "minimum", True),
+            ("le", "maximum", False),
+            ("lt", "maximum", True),
+        ):
             if key in bounds:
                 item[out] = _number(bounds[key], spec["integer"])
                 if exclusive:
@@ -101,25 +105,53 @@ def output_files() -> list[dict[str, Any]]:
     sidecar = str(naming.sidecar_of(synth))
     out = value_key("output_dir")
     return [
-        {"id": "synthetic_t1w", "name": "Synthetic T1w images",
-         "description": "One synthetic T1-weighted image per participant and sample (participant level; "
-                        "sessions add a ses-<label> folder).",
-         "path-template": f"{out}/{synth}", "list": True, "optional": True},
-        {"id": "synthetic_t1w_sidecar", "name": "Synthetic T1w sidecars",
-         "description": "JSON sidecar of each synthetic image: sources (BIDS URIs), model sha256, seed, steps.",
-         "path-template": f"{out}/{sidecar}", "list": True, "optional": True},
-        {"id": "report", "name": "Participant reports",
-         "description": "HTML report per participant (QC of cortical thickness per Desikan-Killiany region).",
-         "path-template": f"{out}/{naming.report_path('*', None)}", "list": True, "optional": True},
-        {"id": "dataset_description", "name": "Dataset description",
-         "description": "dataset_description.json of the derivative dataset.",
-         "path-template": f"{out}/dataset_description.json", "optional": False},
-        {"id": "group_qc_tsv", "name": "Group QC tables",
-         "description": "Group-level QC tables (group analysis level).",
-         "path-template": f"{out}/{naming.group_path('*', '.tsv')}", "list": True, "optional": True},
-        {"id": "group_report", "name": "Group QC report",
-         "description": "Group-level HTML report (group analysis level).",
-         "path-template": f"{out}/{naming.group_report_path()}", "optional": True},
+        {
+            "id": "synthetic_t1w",
+            "name": "Synthetic T1w images",
+            "description": "One synthetic T1-weighted image per participant and sample (participant level; "
+            "sessions add a ses-<label> folder).",
+            "path-template": f"{out}/{synth}",
+            "list": True,
+            "optional": True,
+        },
+        {
+            "id": "synthetic_t1w_sidecar",
+            "name": "Synthetic T1w sidecars",
+            "description": "JSON sidecar of each synthetic image: sources (BIDS URIs), model sha256, seed, steps.",
+            "path-template": f"{out}/{sidecar}",
+            "list": True,
+            "optional": True,
+        },
+        {
+            "id": "report",
+            "name": "Participant reports",
+            "description": "HTML report per participant (QC of cortical thickness per Desikan-Killiany region).",
+            "path-template": f"{out}/{naming.report_path('*', None)}",
+            "list": True,
+            "optional": True,
+        },
+        {
+            "id": "dataset_description",
+            "name": "Dataset description",
+            "description": "dataset_description.json of the derivative dataset.",
+            "path-template": f"{out}/dataset_description.json",
+            "optional": False,
+        },
+        {
+            "id": "group_qc_tsv",
+            "name": "Group QC tables",
+            "description": "Group-level QC tables (group analysis level).",
+            "path-template": f"{out}/{naming.group_path('*', '.tsv')}",
+            "list": True,
+            "optional": True,
+        },
+        {
+            "id": "group_report",
+            "name": "Group QC report",
+            "description": "Group-level HTML report (group analysis level).",
+            "path-template": f"{out}/{naming.group_report_path()}",
+            "optional": True,
+        },
     ]
 
 
@@ -134,8 +166,12 @@ def build_descriptor() -> dict[str, Any]:
     inputs = [boutiques_input(spec) for spec in fields]
     command = " ".join([PROG] + [item["value-key"] for item in inputs])
     demo_invocation = {
-        "bids_dir": "demo/data/bids", "output_dir": "demo/out", "analysis_level": "participant",
-        "participant_label": ["01"], "random_seed": 0, "nprocs": 2,
+        "bids_dir": "demo/data/bids",
+        "output_dir": "demo/out",
+        "analysis_level": "participant",
+        "participant_label": ["01"],
+        "random_seed": 0,
+        "nprocs": 2,
     }
     return {
         "name": PROG,
@@ -148,16 +184,23 @@ def build_descriptor() -> dict[str, Any]:
         "inputs": inputs,
         "groups": _groups(fields),
         "output-files": output_files(),
-        "error-codes": [{"code": int(code), "description": text}
-                        for code, text in EXIT_CODE_DESCRIPTIONS.items() if code != ExitCode.OK],
+        "error-codes": [
+            {"code": int(code), "description": text}
+            for code, text in EXIT_CODE_DESCRIPTIONS.items()
+            if code != ExitCode.OK
+        ],
         "suggested-resources": {"cpu-cores": 2, "ram": 8, "disk-space": 2, "walltime-estimate": 1800},
         "tags": {"domain": ["neuroinformatics", "mri", "bids-app", "image-synthesis"]},
-        "tests": [{
-            "name": "demo_participant",
-            "invocation": demo_invocation,
-            "assertions": {"exit-code": 0,
-                           "output-files": [{"id": "synthetic_t1w"}, {"id": "dataset_description"}]},
-        }],
+        "tests": [
+            {
+                "name": "demo_participant",
+                "invocation": demo_invocation,
+                "assertions": {
+                    "exit-code": 0,
+                    "output-files": [{"id": "synthetic_t1w"}, {"id": "dataset_description"}],
+                },
+            }
+        ],
         "custom": {"cor2vox:generated-by": "python -m cor2vox_bids.cli.boutiques --output boutiques.json"},
     }
 
@@ -180,16 +223,18 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cor2vox_bids.cli.boutiques", description=__doc__.split("\n")[0])
     parser.add_argument("--output", "-o", type=Path, help="Write here instead of standard output.")
-    parser.add_argument("--check", action="store_true",
-                        help="Compare --output (default boutiques.json) with a fresh generation; exit 1 if it differs.")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Compare --output (default boutiques.json) with a fresh generation; exit 1 if it differs.",
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:
         path = args.output or Path("boutiques.json")
         current = path.read_text() if path.is_file() else ""
         if current != text:
-            print(f"{path} is out of date: run python -m cor2vox_bids.cli.boutiques --output {path}",
-                  file=sys.stderr)
+            print(f"{path} is out of date: run python -m cor2vox_bids.cli.boutiques --output {path}", file=sys.stderr)
             return 1
         print(f"{path} is up to date")
         return 0

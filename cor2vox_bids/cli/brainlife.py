@@ -34,8 +34,16 @@ from .parser import iter_fields
 
 LOGGER = logging.getLogger("cor2vox_bids.brainlife")
 # Set by the wrapper itself, never from config.json.
-RESERVED = {"bids_dir", "output_dir", "analysis_level", "participant_label", "session_label", "fs_subjects_dir",
-            "derivatives", "bids_filter_file"}
+RESERVED = {
+    "bids_dir",
+    "output_dir",
+    "analysis_level",
+    "participant_label",
+    "session_label",
+    "fs_subjects_dir",
+    "derivatives",
+    "bids_filter_file",
+}
 WRAPPER_KEYS = {"freesurfer", "t1", "subject"}
 
 
@@ -98,8 +106,10 @@ def prepare_dataset(config: dict[str, Any], root: Path, label: str) -> tuple[Pat
     bids = root / "bids"
     subjects_dir = root / "freesurfer"
     subjects_dir.mkdir(parents=True, exist_ok=True)
-    (bids / "dataset_description.json").write_text(json.dumps(
-        {"Name": "Brainlife input for cor2vox-bids", "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2) + "\n")
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "Brainlife input for cor2vox-bids", "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2)
+        + "\n"
+    )
     t1w = bids / naming.raw_t1w_path(label)
     t1w.parent.mkdir(parents=True, exist_ok=True)
     if config.get("t1"):
@@ -157,8 +167,9 @@ def collect_outputs(output: Path, outdir: Path, label: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cor2vox_bids.cli.brainlife",
-                                     description="Run cor2vox-bids on a Brainlife config.json.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cor2vox_bids.cli.brainlife", description="Run cor2vox-bids on a Brainlife config.json."
+    )
     parser.add_argument("config", nargs="?", default="config.json", type=Path)
     parser.add_argument("--outdir", type=Path, default=Path("."), help="Where output/, t1/, html/ go (default: .)")
     parser.add_argument("--dry-run", action="store_true", help="Print the cor2vox-bids call and stop.")
@@ -181,8 +192,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"brainlife: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     output = outdir / "output"
-    call = [str(bids), str(output), "participant", "--participant-label", label,
-            "--fs-subjects-dir", str(subjects_dir), "--skip-bids-validation", *options]
+    call = [
+        str(bids),
+        str(output),
+        "participant",
+        "--participant-label",
+        label,
+        "--fs-subjects-dir",
+        str(subjects_dir),
+        "--skip-bids-validation",
+        *options,
+    ]
     print("cor2vox-bids " + " ".join(call))
     if args.dry_run:
         return 0
@@ -191,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     code = run_main(call)
     found = collect_outputs(output, outdir, label) if code == 0 else {}
     message = f"cor2vox-bids exited {code}" + (f"; outputs: {', '.join(found)}" if found else "")
-    product = {"brainlife": [{"type": "info" if code == 0 else "error", "msg": message}],
-               "cor2vox": {"exit_code": code, "subject": label, "outputs": found}}
+    product = {
+        "brainlife": [{"type": "info" if code == 0 else "error", "msg": message}],
+        "cor2vox": {"exit_code": code, "subject": label, "outputs": found},
+    }
     (outdir / naming.BRAINLIFE_PRODUCT).write_text(json.dumps(product, indent=2) + "\n")
     return code
 

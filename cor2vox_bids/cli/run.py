@@ -21,8 +21,7 @@ PROG = "cor2vox-bids"
 DESCRIPTION = (
     "cor2vox-bids: synthesize anatomically faithful T1-weighted MRI from a participant's cortical surfaces "
     "(Cor2Vox: white/pial signed distance fields -> 3D Brownian-bridge diffusion), with QC of cortical "
-    "thickness per Desikan-Killiany region.\n\nExit codes: "
-    + ", ".join(f"{int(c)} {c.name.lower()}" for c in ExitCode)
+    "thickness per Desikan-Killiany region.\n\nExit codes: " + ", ".join(f"{int(c)} {c.name.lower()}" for c in ExitCode)
 )
 LOGGER = logging.getLogger("cor2vox_bids")
 
@@ -65,8 +64,14 @@ def write_snapshot(settings: Settings, output_dir: Path, run_id: str, extra: dic
     """Config snapshot of the run (all settings, versions, run id) in ``OUTPUT_DIR/log/<run-id>/``."""
     path = output_dir / naming.config_snapshot_path(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"run_id": run_id, "started": datetime.now(timezone.utc).isoformat(), "settings": settings.snapshot(),
-               "versions": versions(), "command": [PROG, *sys.argv[1:]], **(extra or {})}
+    payload = {
+        "run_id": run_id,
+        "started": datetime.now(timezone.utc).isoformat(),
+        "settings": settings.snapshot(),
+        "versions": versions(),
+        "command": [PROG, *sys.argv[1:]],
+        **(extra or {}),
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 
@@ -100,9 +105,16 @@ def participant_level(settings: Settings, run_id: str) -> int:
     ready, failed, _ = collect_inputs(settings)  # usage / missing-input errors first (64, 66)
     model_info = check_model_and_device(settings)  # then the model (65) and the device (75)
     work = validate_participants(settings, run_id, (ready, failed))
-    write_snapshot(settings, settings.output_dir, run_id, {"model": model_info.summary(),
-                                                          "participants": [p.key for p in work.ready],
-                                                          "failed_before_start": {f.key: f.message for f in work.failed}})
+    write_snapshot(
+        settings,
+        settings.output_dir,
+        run_id,
+        {
+            "model": model_info.summary(),
+            "participants": [p.key for p in work.ready],
+            "failed_before_start": {f.key: f.message for f in work.failed},
+        },
+    )
     if settings.dry_run:
         for line in plan_lines(settings, work, model_info):
             print(line)

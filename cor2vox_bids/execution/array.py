@@ -38,8 +38,9 @@ def default_launcher() -> list[str]:
     return [sys.executable, "-m", "cor2vox_bids.cli.run"]
 
 
-def array_script(settings: Settings, labels: list[str], work_dir: Path, run_id: str, options: ClusterOptions,
-                 task_args: list[str]) -> str:
+def array_script(
+    settings: Settings, labels: list[str], work_dir: Path, run_id: str, options: ClusterOptions, task_args: list[str]
+) -> str:
     """The text of the sbatch array script: task i runs cor2vox-bids for ``labels[i]`` with ``task_args``
     (the run's options, from ``cli.parser.task_arguments``)."""
     state_dir = naming.array_state_dir(work_dir, run_id)
@@ -47,9 +48,15 @@ def array_script(settings: Settings, labels: list[str], work_dir: Path, run_id: 
     cpus = settings.nprocs or ARRAY_DEFAULT_CPUS
     mem_gb = settings.mem or ARRAY_DEFAULT_MEM_GB
     gpu = settings.device.startswith("cuda")
-    command = [*(shlex.quote(a) for a in launcher), shlex.quote(str(Path(settings.bids_dir).resolve())),
-               shlex.quote(str(Path(settings.output_dir).resolve())), "participant",
-               '--participant-label "$LABEL"', "-w", shlex.quote(str(work_dir)) + '/"sub-$LABEL"']
+    command = [
+        *(shlex.quote(a) for a in launcher),
+        shlex.quote(str(Path(settings.bids_dir).resolve())),
+        shlex.quote(str(Path(settings.output_dir).resolve())),
+        "participant",
+        '--participant-label "$LABEL"',
+        "-w",
+        shlex.quote(str(work_dir)) + '/"sub-$LABEL"',
+    ]
     if settings.nprocs is None:  # follow the CPUs SLURM gives the task (sbatch -c may change them)
         command += ["--nprocs", '"${SLURM_CPUS_PER_TASK:-1}"']
     command += [shlex.quote(a) for a in task_args]
@@ -88,8 +95,9 @@ def read_cluster_file(settings: Settings) -> tuple[list[str], ClusterOptions]:
 
     plugin, args, options = read_plugin_file(settings.use_plugin)
     if plugin not in ("SLURM", "SLURMGraph"):
-        LOGGER.warning("--slurm-array: the plugin file names %s; only its sbatch_args and cor2vox: keys are used",
-                       plugin)
+        LOGGER.warning(
+            "--slurm-array: the plugin file names %s; only its sbatch_args and cor2vox: keys are used", plugin
+        )
     return shlex.split(str(args.get("sbatch_args") or "")), options
 
 
@@ -131,9 +139,14 @@ def run_array(settings: Settings, run_id: str, task_args: list[str]) -> int:
     except OSError as exc:
         raise OutputError(f"cannot write the array script: {exc.strerror}", state_dir) from None
     job = sbatch(sbatch_args, script)
-    LOGGER.info("submitted SLURM array job %s: %d task(s) (%s); script %s; logs %s",
-                job, len(labels), ", ".join(participant_key(lb, None) for lb in labels), script,
-                naming.array_task_log(state_dir, job, "<task>"))
+    LOGGER.info(
+        "submitted SLURM array job %s: %d task(s) (%s); script %s; logs %s",
+        job,
+        len(labels),
+        ", ".join(participant_key(lb, None) for lb in labels),
+        script,
+        naming.array_task_log(state_dir, job, "<task>"),
+    )
     files["job"].write_text(json.dumps({"job_id": job, "labels": labels}, indent=2) + "\n")
     for f in plan.failed:
         LOGGER.error("%s left out: %s", f.key, f.message)
@@ -146,6 +159,7 @@ def run_array(settings: Settings, run_id: str, task_args: list[str]) -> int:
         rc = rc_file.read_text().strip() if rc_file.is_file() else None
         if rc != "0":
             why = f"exit {rc}" if rc is not None else "did not finish (cancelled, timed out or killed)"
-            failures[participant_key(label, None)] = (f"array task {job}_{i} {why}; "
-                                                      f"log {naming.array_task_log(state_dir, job, i)}")
+            failures[participant_key(label, None)] = (
+                f"array task {job}_{i} {why}; log {naming.array_task_log(state_dir, job, i)}"
+            )
     return summarize(failures, len(labels) + len(failed_subjects), "array task(s)")

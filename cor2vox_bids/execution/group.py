@@ -29,8 +29,11 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
             continue
         sub, ses = ents["subject"], ents.get("session")
         tsv = Path(output_dir) / naming.qc_table_path(sub, ses)
-        sidecars = [s for s in layout.get(subject=sub, suffix="T1w", extension=".json")
-                    if s.get_entities().get("session") == ses]
+        sidecars = [
+            s
+            for s in layout.get(subject=sub, suffix="T1w", extension=".json")
+            if s.get_entities().get("session") == ses
+        ]
         demo = any(bool(json.loads(Path(s.path).read_text()).get("ModelIsDemo")) for s in sidecars)
         found.append((ents, Path(f.path), tsv, demo))
     return sorted(found, key=lambda x: (x[0]["subject"], x[0].get("session") or ""))
@@ -65,16 +68,22 @@ def run_group(settings: Settings) -> list[Path]:
         summary_rows.append({**pid, **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))}})
         if tsv.is_file():
             region_rows += [{**pid, **row} for row in read_qc_tsv(tsv)]
-    written = [_write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows),
-               _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows)]
+    written = [
+        _write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows),
+        _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows),
+    ]
     from ..qc.figures import plot_group_summary, plot_thickness_scatter
 
     (out / naming.group_figure_path("summary")).parent.mkdir(parents=True, exist_ok=True)
-    figures = {"QC measures per participant (line: median)":
-               plot_group_summary(summary_rows, out / naming.group_figure_path("summary"), label_key="participant_id")}
+    figures = {
+        "QC measures per participant (line: median)": plot_group_summary(
+            summary_rows, out / naming.group_figure_path("summary"), label_key="participant_id"
+        )
+    }
     if region_rows:
         figures["Thickness per region, all participants: image vs surfaces"] = plot_thickness_scatter(
-            region_rows, out / naming.group_figure_path("scatter"), title="All participants: thickness per region")
+            region_rows, out / naming.group_figure_path("scatter"), title="All participants: thickness per region"
+        )
     written += list(figures.values())
     written.append(write_group_report(out / naming.group_report_path(), summary_rows, figures, demo))
     for p in written:

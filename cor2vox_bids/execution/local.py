@@ -54,17 +54,31 @@ def crash_message(crash_dir: Path) -> str | None:
 def synthesis_spec(settings: Settings, model: ModelInfo) -> SynthesisSpec:
     # Threads per synthesis node: not derived from --nprocs, because the network's arithmetic (oneDNN, bf16) is
     # only bit-reproducible for a fixed thread count; --nprocs must not change the images.
-    return SynthesisSpec(model=str(Path(model.path).resolve()), model_sha256=model.sha256,
-                         grid_shape=model.grid_shape, spacing_mm=model.spacing_mm, device=model.device,
-                         seeds=seeds_of(settings), steps=settings.steps, eta=settings.eta,
-                         threads=settings.omp_nthreads or os.cpu_count() or 1)
+    return SynthesisSpec(
+        model=str(Path(model.path).resolve()),
+        model_sha256=model.sha256,
+        grid_shape=model.grid_shape,
+        spacing_mm=model.spacing_mm,
+        device=model.device,
+        seeds=seeds_of(settings),
+        steps=settings.steps,
+        eta=settings.eta,
+        threads=settings.omp_nthreads or os.cpu_count() or 1,
+    )
 
 
 def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: Path) -> Path:
     """The run description the derivatives nodes read (model, seeds, steps, device, what to publish)."""
-    run_info = {"model": model.summary(), "seeds": seeds_of(settings), "steps": settings.steps, "eta": settings.eta,
-                "device": model.device, "num_samples": settings.num_samples,
-                "save_conditioning": settings.save_conditioning, "run_id": run_id}
+    run_info = {
+        "model": model.summary(),
+        "seeds": seeds_of(settings),
+        "steps": settings.steps,
+        "eta": settings.eta,
+        "device": model.device,
+        "num_samples": settings.num_samples,
+        "save_conditioning": settings.save_conditioning,
+        "run_id": run_id,
+    }
     path = naming.run_info_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run_info, indent=2) + "\n")
@@ -81,11 +95,17 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the work directory: {exc.strerror}", work_dir) from None
-    write_dataset_description(Path(settings.output_dir), Path(settings.bids_dir), resolve_fs_subjects_dir(settings),
-                              model.label, os.environ.get("COR2VOX_CONTAINER"))
+    write_dataset_description(
+        Path(settings.output_dir),
+        Path(settings.bids_dir),
+        resolve_fs_subjects_dir(settings),
+        model.label,
+        os.environ.get("COR2VOX_CONTAINER"),
+    )
     run_json = write_run_info(settings, model, run_id, work_dir)
-    wf = init_cor2vox_wf(plan.ready, synthesis_spec(settings, model), run_json, Path(settings.output_dir), run_id,
-                         work_dir)
+    wf = init_cor2vox_wf(
+        plan.ready, synthesis_spec(settings, model), run_json, Path(settings.output_dir), run_id, work_dir
+    )
     plugin, args = plugin_of(settings, model)
     LOGGER.info("running %d participant(s) with %s %s; work dir %s", len(plan.ready), plugin, args, work_dir)
     try:
@@ -95,8 +115,10 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
     failures: dict[str, str] = {}
     for p in plan.ready:
         crash_dir = Path(settings.output_dir) / naming.log_dir(p.subject, run_id)
-        expected = [Path(settings.output_dir) / naming.synth_path(p.subject, p.session, s, settings.num_samples)
-                    for s in seeds_of(settings)]
+        expected = [
+            Path(settings.output_dir) / naming.synth_path(p.subject, p.session, s, settings.num_samples)
+            for s in seeds_of(settings)
+        ]
         message = crash_message(crash_dir) if crash_dir.is_dir() else None
         if message or not all(f.is_file() for f in expected):
             failures[p.key] = message or "outputs missing after the run (see the log)"

@@ -31,8 +31,15 @@ class ModelInfo:
     spacing_mm: float
 
     def summary(self) -> dict:
-        return {"path": str(self.path), "name": self.name, "demo": self.demo, "sha256": self.sha256,
-                "device": self.device, "grid_shape": list(self.grid_shape), "spacing_mm": self.spacing_mm}
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "demo": self.demo,
+            "sha256": self.sha256,
+            "device": self.device,
+            "grid_shape": list(self.grid_shape),
+            "spacing_mm": self.spacing_mm,
+        }
 
     @property
     def label(self) -> str:
@@ -68,6 +75,13 @@ def check_model_and_device(settings: Settings) -> ModelInfo:
     # With a cluster plugin the nodes run elsewhere: the device is resolved on the compute node, not here.
     device = settings.device if runs_remotely(settings) else resolve_device(settings.device)
     grid = config["grid"]
-    return ModelInfo(path=Path(path), weights=weights, sha256=config["weights_sha256"], name=config["name"],
-                     demo=bool(config.get("demo")), device=str(device),
-                     grid_shape=tuple(int(s) for s in grid["shape"]), spacing_mm=float(grid["spacing_mm"]))
+    return ModelInfo(
+        path=Path(path),
+        weights=weights,
+        sha256=config["weights_sha256"],
+        name=config["name"],
+        demo=bool(config.get("demo")),
+        device=str(device),
+        grid_shape=tuple(int(s) for s in grid["shape"]),
+        spacing_mm=float(grid["spacing_mm"]),
+    )

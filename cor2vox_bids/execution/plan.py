@@ -29,13 +29,16 @@ def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure) -> 
     """A plain-text crash file for a participant that failed before the graph ran."""
     crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key)
     crash.parent.mkdir(parents=True, exist_ok=True)
-    crash.write_text(f"participant: {failure.key}\nstage: input validation (before any work)\n"
-                     f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n")
+    crash.write_text(
+        f"participant: {failure.key}\nstage: input validation (before any work)\n"
+        f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n"
+    )
     return crash
 
 
-def validate_participants(settings: Settings, run_id: str,
-                          found: tuple[list[ParticipantInputs], list[InputFailure]] | None = None) -> WorkPlan:
+def validate_participants(
+    settings: Settings, run_id: str, found: tuple[list[ParticipantInputs], list[InputFailure]] | None = None
+) -> WorkPlan:
     """Find every participant's files (unless ``found`` from ``collect_inputs``) and validate their surfaces.
 
     Failed participants get a crash report in ``sub-<label>/log/<run-id>/``; nothing else is written.
@@ -65,14 +68,17 @@ def seeds_of(settings: Settings) -> list[int]:
 
 def plan_lines(settings: Settings, plan: WorkPlan, model: ModelInfo) -> list[str]:
     """What ``--dry-run`` prints: per participant, its inputs and the outputs it would write."""
-    lines = [f"model: {model.label} sha256={model.sha256[:12]}… grid {model.grid_shape} @ {model.spacing_mm} mm, "
-             f"device {model.device}; {settings.steps} steps, seeds {seeds_of(settings)}"]
+    lines = [
+        f"model: {model.label} sha256={model.sha256[:12]}… grid {model.grid_shape} @ {model.spacing_mm} mm, "
+        f"device {model.device}; {settings.steps} steps, seeds {seeds_of(settings)}"
+    ]
     for p in plan.ready:
         lines.append(f"{p.key}: surfaces from {p.source} ({p.hemis['L'].white.parent}), T1w: {p.t1w or 'none'}")
         for seed in seeds_of(settings):
             lines.append(f"  would write {naming.synth_path(p.subject, p.session, seed, settings.num_samples)}")
-        lines.append(f"  would write {naming.qc_table_path(p.subject, p.session)} and "
-                     f"{naming.report_path(p.subject, p.session)}")
+        lines.append(
+            f"  would write {naming.qc_table_path(p.subject, p.session)} and {naming.report_path(p.subject, p.session)}"
+        )
     for f in plan.failed:
         lines.append(f"{f.key}: SKIPPED — {f.message}")
     return lines

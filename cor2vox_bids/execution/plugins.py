@@ -74,13 +74,12 @@ def read_plugin_file(path: Path) -> tuple[str, dict, ClusterOptions]:
         raise UsageError("the plugin file must define 'plugin:' (e.g. SLURM, MultiProc)", path)
     unknown = sorted(set(data) - {"plugin", "plugin_args", "cor2vox"})
     if unknown:
-        raise UsageError(f"unknown top-level key(s) {', '.join(unknown)} (known: plugin, plugin_args, cor2vox)",
-                         path)
+        raise UsageError(f"unknown top-level key(s) {', '.join(unknown)} (known: plugin, plugin_args, cor2vox)", path)
     plugin = str(data["plugin"])
     from nipype.pipeline import plugins as nipype_plugins
 
     if not hasattr(nipype_plugins, f"{plugin}Plugin"):
-        known = sorted(n[:-len("Plugin")] for n in dir(nipype_plugins) if n.endswith("Plugin") and n != "Plugin")
+        known = sorted(n[: -len("Plugin")] for n in dir(nipype_plugins) if n.endswith("Plugin") and n != "Plugin")
         raise UsageError(f"unknown Nipype plugin {plugin!r} (known: {', '.join(known)})", path)
     args = data.get("plugin_args") or {}
     if not isinstance(args, dict):
@@ -125,8 +124,11 @@ def load_plugin_file(path: Path, settings: Settings, model) -> tuple[object, dic
 def _sets_option(tokens: list[str], names: tuple[str, ...]) -> bool:
     for tok in tokens:
         for name in names:
-            if tok == name or (name.startswith("--") and tok.startswith(name + "=")) or \
-                    (len(name) == 2 and tok.startswith(name) and not tok.startswith("--") and len(tok) > 2):
+            if (
+                tok == name
+                or (name.startswith("--") and tok.startswith(name + "="))
+                or (len(name) == 2 and tok.startswith(name) and not tok.startswith("--") and len(tok) > 2)
+            ):
                 return True
     return False
 
@@ -179,7 +181,7 @@ def job_name_of(node) -> str:
     else:  # a MapNode item: base_dir is <...>/<participant_wf>/<mapnode>/mapflow, name _<mapnode><i>
         base = Path(node.base_dir or ".")
         mapnode = base.parent.name
-        index = node.name[len(mapnode) + 1:] if node.name.startswith(f"_{mapnode}") else node.name
+        index = node.name[len(mapnode) + 1 :] if node.name.startswith(f"_{mapnode}") else node.name
         parts = [base.parent.parent.name, mapnode, index]
     parts = [p[:-3] if p.endswith("_wf") else p for p in parts]
     return slurm.job_name(parts)
@@ -250,8 +252,11 @@ class Cor2voxSLURMPlugin(_SLURMPlugin):
         try:
             return super().run(graph, config, updatehash=updatehash)
         finally:
-            LOGGER.info("SLURM: %d job(s) submitted by this run%s", len(self.submitted),
-                        f" ({', '.join(self.submitted)})" if self.submitted else "")
+            LOGGER.info(
+                "SLURM: %d job(s) submitted by this run%s",
+                len(self.submitted),
+                f" ({', '.join(self.submitted)})" if self.submitted else "",
+            )
 
     def _submit_batchtask(self, scriptfile, node):
         log_dir = self._log_dir or os.path.dirname(scriptfile)
@@ -261,8 +266,9 @@ class Cor2voxSLURMPlugin(_SLURMPlugin):
             job = slurm.sbatch(args, scriptfile, retries=self._max_tries, retry_wait=self._retry_timeout)
         except SchedulerError as exc:
             if self.submitted:
-                LOGGER.error("cancelling the %d job(s) this run submitted: %s", len(self.submitted),
-                             " ".join(self.submitted))
+                LOGGER.error(
+                    "cancelling the %d job(s) this run submitted: %s", len(self.submitted), " ".join(self.submitted)
+                )
                 slurm.scancel(self.submitted)
             raise SchedulerError(f"cannot submit node {job_name_of(node)}: {exc}") from None
         self.submitted.append(job)
@@ -314,23 +320,29 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
                 done[idx] = node_completed_status(node) and all(done.get(d, False) for d in dependencies.get(idx, []))
         jobs: dict[int, str] = {}
         names: dict[str, str] = {}
-        log_dir = os.path.join(nodes[0].base_dir, nodes[0]._hierarchy.split(".")[0], "batch") \
-            if nodes and nodes[0]._hierarchy and nodes[0].base_dir else os.path.dirname(pyfiles[0])
+        log_dir = (
+            os.path.join(nodes[0].base_dir, nodes[0]._hierarchy.split(".")[0], "batch")
+            if nodes and nodes[0]._hierarchy and nodes[0].base_dir
+            else os.path.dirname(pyfiles[0])
+        )
         successors: dict[int, list[int]] = {}
         for idx, deps in dependencies.items():
             for d in deps:
                 successors.setdefault(d, []).append(idx)
         # Like the SLURM plugin, nodes marked run_without_submitting (writing the derivatives) run here, after
         # the jobs, when nothing depends on them; elsewhere in the graph they become jobs.
-        local = [i for i, n in enumerate(nodes) if getattr(n, "run_without_submitting", False)
-                 and not successors.get(i) and not done.get(i)]
+        local = [
+            i
+            for i, n in enumerate(nodes)
+            if getattr(n, "run_without_submitting", False) and not successors.get(i) and not done.get(i)
+        ]
         for idx, pyscript in enumerate(pyfiles):
             node = nodes[idx]
             if done.get(idx) or idx in local:
                 continue
             (template,) = self._get_args(node, ["template"])
             batch_dir, fname = os.path.split(pyscript)
-            script = os.path.join(batch_dir, "batchscript_%s.sh" % os.path.splitext(fname)[0])
+            script = os.path.join(batch_dir, f"batchscript_{os.path.splitext(fname)[0]}.sh")
             with open(script, "w") as fp:
                 fp.write("\n".join((template.rstrip("\n"), shlex.join([sys.executable, pyscript]))) + "\n")
             args = _batch_args(self._sbatch_args, node, log_dir)
@@ -347,18 +359,22 @@ class Cor2voxSLURMGraphPlugin(_SLURMGraphPlugin):
             jobs[idx] = job
             names[job] = args[-1]
             self.submitted.append(job)
-            LOGGER.info("submitted SLURM job %s (%s)%s", job, args[-1],
-                        f" after {', '.join(after)}" if after else "")
+            LOGGER.info("submitted SLURM job %s (%s)%s", job, args[-1], f" after {', '.join(after)}" if after else "")
         skipped = sum(1 for v in done.values() if v)
-        LOGGER.info("SLURMGraph: %d job(s) submitted, %d node(s) already complete; waiting for the jobs",
-                    len(jobs), skipped)
+        LOGGER.info(
+            "SLURMGraph: %d job(s) submitted, %d node(s) already complete; waiting for the jobs", len(jobs), skipped
+        )
         bad: dict[str, str] = {}
         if jobs:
-            cancelled = slurm.wait_for_jobs(list(jobs.values()), timeout=self.options.wait_timeout,
-                                            poll=self.options.poll_interval)
+            cancelled = slurm.wait_for_jobs(
+                list(jobs.values()), timeout=self.options.wait_timeout, poll=self.options.poll_interval
+            )
             states = slurm.job_states(list(jobs.values()))
-            bad = {j: states.get(j, "CANCELLED" if j in cancelled else "UNKNOWN") for j in jobs.values()
-                   if j in cancelled or states.get(j, "COMPLETED") != "COMPLETED"}
+            bad = {
+                j: states.get(j, "CANCELLED" if j in cancelled else "UNKNOWN")
+                for j in jobs.values()
+                if j in cancelled or states.get(j, "COMPLETED") != "COMPLETED"
+            }
             if not states:
                 # No accounting: a node that did not finish has no result file in its folder.
                 for idx, job in jobs.items():

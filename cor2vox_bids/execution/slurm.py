@@ -20,8 +20,18 @@ from ..errors import ExitCode, RunError, UsageError
 LOGGER = logging.getLogger("cor2vox_bids.slurm")
 JOB_PREFIX = "c2v"
 # States in which a job will not run (any more): see squeue(1) "JOB STATE CODES".
-FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
-                 "PREEMPTED", "REVOKED", "SPECIAL_EXIT"}
+FAILED_STATES = {
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "REVOKED",
+    "SPECIAL_EXIT",
+}
 
 
 class SchedulerError(RunError):
@@ -34,24 +44,27 @@ class SchedulerError(RunError):
 class ClusterOptions:
     """cor2vox's own keys of a plugin file (the ``cor2vox:`` mapping); the rest is Nipype's."""
 
-    node_resources: bool = True    # per-node --cpus-per-task/--mem/--gres defaults
-    wait_timeout: float = 0.0      # seconds to wait for jobs; 0: no limit
-    poll_interval: float = 5.0     # seconds between squeue polls
-    launcher: str | None = None    # array mode: command that replaces "cor2vox-bids" in each task
+    node_resources: bool = True  # per-node --cpus-per-task/--mem/--gres defaults
+    wait_timeout: float = 0.0  # seconds to wait for jobs; 0: no limit
+    poll_interval: float = 5.0  # seconds between squeue polls
+    launcher: str | None = None  # array mode: command that replaces "cor2vox-bids" in each task
 
     @classmethod
-    def from_mapping(cls, data: dict | None, path: Path) -> "ClusterOptions":
+    def from_mapping(cls, data: dict | None, path: Path) -> ClusterOptions:
         data = dict(data or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"unknown key(s) under 'cor2vox:': {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(known))})", path)
+            raise UsageError(
+                f"unknown key(s) under 'cor2vox:': {', '.join(unknown)} (known: {', '.join(sorted(known))})", path
+            )
         try:
-            opts = cls(node_resources=bool(data.get("node_resources", True)),
-                       wait_timeout=float(data.get("wait_timeout", 0) or 0),
-                       poll_interval=float(data.get("poll_interval", 5)),
-                       launcher=None if data.get("launcher") is None else str(data["launcher"]))
+            opts = cls(
+                node_resources=bool(data.get("node_resources", True)),
+                wait_timeout=float(data.get("wait_timeout", 0) or 0),
+                poll_interval=float(data.get("poll_interval", 5)),
+                launcher=None if data.get("launcher") is None else str(data["launcher"]),
+            )
         except (TypeError, ValueError) as exc:
             raise UsageError(f"bad value under 'cor2vox:': {exc}", path) from None
         if opts.poll_interval <= 0 or opts.wait_timeout < 0:
@@ -68,8 +81,10 @@ def check_clients(*names: str) -> None:
     """Exit 75 when a SLURM client is missing or the controller does not answer."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        raise SchedulerError(f"SLURM client(s) not found on PATH: {', '.join(missing)}. Run on a SLURM submit "
-                             "host (or load its module), or use a local plugin (MultiProc)")
+        raise SchedulerError(
+            f"SLURM client(s) not found on PATH: {', '.join(missing)}. Run on a SLURM submit "
+            "host (or load its module), or use a local plugin (MultiProc)"
+        )
     try:
         res = _run(["squeue", "-h", "-j", "1"], timeout=60)
     except subprocess.TimeoutExpired:
@@ -92,7 +107,7 @@ def sbatch(args: list[str], script: str | Path, retries: int = 2, retry_wait: fl
         else:
             if res.returncode == 0 and res.stdout.strip():
                 return res.stdout.strip().splitlines()[-1].split(";")[0]
-            last = (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}")
+            last = res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}"
         if attempt < retries:
             time.sleep(retry_wait)
     raise SchedulerError(f"sbatch failed ({shlex.join(cmd)}): {last}")
@@ -146,8 +161,9 @@ def wait_for_jobs(job_ids: list[str], timeout: float = 0, poll: float = 10.0) ->
                 return cancelled
             stuck = [j for j, (st, reason) in state.items() if st == "PENDING" and "DependencyNeverSatisfied" in reason]
             if stuck:
-                LOGGER.error("job(s) %s can never start (a job they depend on failed): cancelling them",
-                             ", ".join(stuck))
+                LOGGER.error(
+                    "job(s) %s can never start (a job they depend on failed): cancelling them", ", ".join(stuck)
+                )
                 scancel(stuck)
                 cancelled += stuck
         if timeout and time.monotonic() - start > timeout:

@@ -7,8 +7,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, TraitedSpec,
-                                    isdefined, traits)
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
 
 from .. import __version__
 from ..bids import naming
@@ -41,20 +48,33 @@ def synthetic_sidecar(run: dict, seed: int, sources: list[str]) -> dict:
     model = run["model"]
     return {
         "Description": "Synthetic T1-weighted image generated from the cortical surfaces by cor2vox-bids "
-                       "(Brownian-bridge diffusion). Not an acquired image."
-                       + (" Made with a DEMO model: not for research use." if model["demo"] else ""),
+        "(Brownian-bridge diffusion). Not an acquired image."
+        + (" Made with a DEMO model: not for research use." if model["demo"] else ""),
         "Sources": sources + [f"file://{Path(model['path']).resolve().as_posix()}"],
-        "ModelName": model["name"], "ModelSHA256": model["sha256"], "ModelIsDemo": model["demo"],
-        "RandomSeed": int(seed), "NumInferenceSteps": int(run["steps"]), "Eta": float(run["eta"]),
-        "Device": run["device"], "SkullStripped": False,
+        "ModelName": model["name"],
+        "ModelSHA256": model["sha256"],
+        "ModelIsDemo": model["demo"],
+        "RandomSeed": int(seed),
+        "NumInferenceSteps": int(run["steps"]),
+        "Eta": float(run["eta"]),
+        "Device": run["device"],
+        "SkullStripped": False,
         "Space": "scanner RAS of the participant (same world frame as the T1w), on the model grid",
         "IntensityRange": [0.0, 1.0],
-        "SoftwareName": "cor2vox-bids", "SoftwareVersion": __version__,
+        "SoftwareName": "cor2vox-bids",
+        "SoftwareVersion": __version__,
     }
 
 
-def write_participant_derivatives(output_dir: Path, subject: ReportSubject, sources: list[str], run: dict,
-                                  synthetic: list[Path], maps_npz: Path, qc_dir: Path) -> tuple[list[Path], Path]:
+def write_participant_derivatives(
+    output_dir: Path,
+    subject: ReportSubject,
+    sources: list[str],
+    run: dict,
+    synthetic: list[Path],
+    maps_npz: Path,
+    qc_dir: Path,
+) -> tuple[list[Path], Path]:
     """Copy images, sidecars, conditioning maps (optional), QC tables and figures; write the HTML report."""
     sub, ses = subject.subject, subject.session
     written: list[Path] = []
@@ -69,9 +89,16 @@ def write_participant_derivatives(output_dir: Path, subject: ReportSubject, sour
             dst.parent.mkdir(parents=True, exist_ok=True)
             data = maps[name].astype(np.uint8) if name == "ribbon" else maps[name]
             written.append(save_volume(dst, data, affine))
-            written.append(write_json(naming.sidecar_of(dst), {
-                "Description": MAP_DESCRIPTIONS[name], "Sources": sources,
-                "Units": "mm" if name.startswith("sdf") else "arbitrary"}))
+            written.append(
+                write_json(
+                    naming.sidecar_of(dst),
+                    {
+                        "Description": MAP_DESCRIPTIONS[name],
+                        "Sources": sources,
+                        "Units": "mm" if name.startswith("sdf") else "arbitrary",
+                    },
+                )
+            )
     written.append(_copy(QC_FOLDER.path(qc_dir, "table"), output_dir / naming.qc_table_path(sub, ses)))
     written.append(_copy(QC_FOLDER.path(qc_dir, "dictionary"), output_dir / naming.qc_table_path(sub, ses, ".json")))
     written.append(_copy(QC_FOLDER.path(qc_dir, "summary"), output_dir / naming.qc_summary_path(sub, ses)))
@@ -114,12 +141,22 @@ class WriteDerivatives(SimpleInterface):
     def _run_interface(self, runtime):
         i = self.inputs
         session = i.session if isdefined(i.session) and i.session else None
-        subject = ReportSubject(subject=i.subject, session=session, source=i.source,
-                                t1w=i.t1w if isdefined(i.t1w) and i.t1w else None,
-                                source_files=list(i.source_files) if isdefined(i.source_files) else [])
+        subject = ReportSubject(
+            subject=i.subject,
+            session=session,
+            source=i.source,
+            t1w=i.t1w if isdefined(i.t1w) and i.t1w else None,
+            source_files=list(i.source_files) if isdefined(i.source_files) else [],
+        )
         files, report = write_participant_derivatives(
-            Path(i.output_dir), subject, list(i.sources) if isdefined(i.sources) else [],
-            json.loads(Path(i.run_json).read_text()), [Path(p) for p in i.synthetic], Path(i.maps), Path(i.qc_dir))
+            Path(i.output_dir),
+            subject,
+            list(i.sources) if isdefined(i.sources) else [],
+            json.loads(Path(i.run_json).read_text()),
+            [Path(p) for p in i.synthetic],
+            Path(i.maps),
+            Path(i.qc_dir),
+        )
         self._results["out_files"] = [str(f) for f in files]
         self._results["report"] = str(report)
         return runtime

@@ -9,14 +9,29 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import (BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, TraitedSpec,
-                                    isdefined, traits)
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
 
 from ..bids import naming
 from ..geometry.surfaces import join_meshes, load_hemispheres
-from ..qc import (image_thickness, region_rows, ribbon_dice, similarity, summarize_rows, tissue_labels,
-                  write_qc_tsv, write_summary_json)
 from ..qc import figures as qcfig
+from ..qc import (
+    image_thickness,
+    region_rows,
+    ribbon_dice,
+    similarity,
+    summarize_rows,
+    tissue_labels,
+    write_qc_tsv,
+    write_summary_json,
+)
 from ..qc.layout import QC_FOLDER
 from ..qc.similarity import head_mask_from_intensity
 from ..qc.tissue import tissue_means
@@ -66,14 +81,19 @@ def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Pat
     per_vertex: dict[str, np.ndarray] = {}
     for h in hemis:
         w, p = h.white, h.pial
-        measured = {kind: image_thickness(img, affine, w.vertices, w.faces, p.vertices, p.faces)
-                    for kind, img in images.items()}
+        measured = {
+            kind: image_thickness(img, affine, w.vertices, w.faces, p.vertices, p.faces) for kind, img in images.items()
+        }
         per_vertex[f"{h.hemi}_surface"] = h.thickness
         per_vertex.update({f"{h.hemi}_{k}": v for k, v in measured.items()})
         rows += region_rows(h.hemi, h.thickness, measured["synthetic"], measured.get("real"), h.labels, h.names)
         for kind, values in measured.items():
-            qcfig.plot_error_map(w.vertices, values - h.thickness, figure(f"vertexerror{kind}", hemi=h.hemi),
-                                 title=f"hemi-{h.hemi}: {kind} image − surface thickness (mm)")
+            qcfig.plot_error_map(
+                w.vertices,
+                values - h.thickness,
+                figure(f"vertexerror{kind}", hemi=h.hemi),
+                title=f"hemi-{h.hemi}: {kind} image − surface thickness (mm)",
+            )
     summary = summarize_rows(rows)
     brain = maps["sdf_pial"] < 0
     ribbon = maps["ribbon"] > 0.5
@@ -90,8 +110,13 @@ def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Pat
     np.savez_compressed(QC_FOLDER.path(out_dir, "vertex"), **per_vertex)
     surfaces = {kind: join_meshes([getattr(h, kind) for h in hemis]) for kind in ("white", "pial")}
     for kind, img in images.items():
-        qcfig.plot_surface_contours(img, affine, surfaces, figure(f"slices{kind}", suffix="T1w"),
-                                    title=f"{kind} T1w with white (yellow) and pial (red) contours")
+        qcfig.plot_surface_contours(
+            img,
+            affine,
+            surfaces,
+            figure(f"slices{kind}", suffix="T1w"),
+            title=f"{kind} T1w with white (yellow) and pial (red) contours",
+        )
     qcfig.plot_conditioning(maps, figure("conditioning"))
     qcfig.plot_thickness_scatter(rows, figure("scatter"))
     qcfig.plot_region_bars(rows, figure("bars"))
@@ -118,7 +143,12 @@ class QualityControl(SimpleInterface):
 
     def _run_interface(self, runtime):
         real = Path(self.inputs.real) if isdefined(self.inputs.real) else None
-        out = run_qc(Path(self.inputs.hemispheres), Path(self.inputs.maps),
-                     [Path(p) for p in self.inputs.synthetic], real, Path(runtime.cwd) / "qc")
+        out = run_qc(
+            Path(self.inputs.hemispheres),
+            Path(self.inputs.maps),
+            [Path(p) for p in self.inputs.synthetic],
+            real,
+            Path(runtime.cwd) / "qc",
+        )
         self._results["qc_dir"] = str(out)
         return runtime

@@ -10,8 +10,15 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 
 from ..bids.inputs import HEMIS, HemiFiles
 from ..geometry import cortical_thickness, validate_hemisphere, validate_pair
-from ..geometry.surfaces import (Hemisphere, load_gifti_hemisphere, read_annotation, read_freesurfer_surface,
-                                 read_morph, save_hemispheres, tkr_to_scanner_matrix)
+from ..geometry.surfaces import (
+    Hemisphere,
+    load_gifti_hemisphere,
+    read_annotation,
+    read_freesurfer_surface,
+    read_morph,
+    save_hemispheres,
+    tkr_to_scanner_matrix,
+)
 
 LOGGER = logging.getLogger("cor2vox_bids.interfaces")
 
@@ -30,8 +37,9 @@ def load_hemisphere(files: HemiFiles, hemi: str, source: str, orig: Path | None)
     return Hemisphere(hemi, white, pial, labels, names, thickness)
 
 
-def load_and_validate(hemis: dict[str, HemiFiles], source: str, orig: Path | None,
-                      t1w: Path | None) -> tuple[list[Hemisphere], list[str]]:
+def load_and_validate(
+    hemis: dict[str, HemiFiles], source: str, orig: Path | None, t1w: Path | None
+) -> tuple[list[Hemisphere], list[str]]:
     """Both hemispheres (L, R) read and checked against each other and the T1w; returns them and the warnings.
 
     Raises ``SurfaceError`` naming the file at fault.
@@ -84,9 +92,15 @@ def _opt(value) -> Path | None:
 
 def hemi_files_of(inputs) -> dict[str, HemiFiles]:
     """The ``HemiFiles`` of both hemispheres from an Ingest node's inputs."""
-    return {h: HemiFiles(white=Path(getattr(inputs, f"white_{h}")), pial=Path(getattr(inputs, f"pial_{h}")),
-                         annot=_opt(getattr(inputs, f"annot_{h}")), thickness=_opt(getattr(inputs, f"thickness_{h}")))
-            for h in HEMIS}
+    return {
+        h: HemiFiles(
+            white=Path(getattr(inputs, f"white_{h}")),
+            pial=Path(getattr(inputs, f"pial_{h}")),
+            annot=_opt(getattr(inputs, f"annot_{h}")),
+            thickness=_opt(getattr(inputs, f"thickness_{h}")),
+        )
+        for h in HEMIS
+    }
 
 
 def ingest_inputs(hemis: dict[str, HemiFiles], source: str, orig: Path | None, t1w: Path | None) -> dict:
@@ -108,8 +122,9 @@ class Ingest(SimpleInterface):
     output_spec = _IngestOutputSpec
 
     def _run_interface(self, runtime):
-        hemis, warnings = load_and_validate(hemi_files_of(self.inputs), self.inputs.source,
-                                            _opt(self.inputs.orig), _opt(self.inputs.t1w))
+        hemis, warnings = load_and_validate(
+            hemi_files_of(self.inputs), self.inputs.source, _opt(self.inputs.orig), _opt(self.inputs.t1w)
+        )
         for w in warnings:
             LOGGER.warning("%s: %s", self.inputs.label, w)
         out = save_hemispheres(Path(runtime.cwd) / "hemispheres.npz", with_mesh_thickness(hemis))

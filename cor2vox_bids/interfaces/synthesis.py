@@ -19,6 +19,7 @@ LOGGER = logging.getLogger("cor2vox_bids.interfaces")
 
 # -- files ---------------------------------------------------------------------------------------------------
 
+
 def save_maps(path: Path, maps: dict[str, np.ndarray], affine: np.ndarray) -> Path:
     """Conditioning maps (float32) and the grid's affine in one ``.npz``."""
     np.savez(path, affine=np.asarray(affine), **{k: maps[k].astype(np.float32) for k in MAP_NAMES})
@@ -43,14 +44,16 @@ def save_volume(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
 
 # -- conditioning --------------------------------------------------------------------------------------------
 
+
 def participant_grid(hemis: Sequence[Hemisphere], shape: Sequence[int], spacing_mm: float) -> ModelGrid:
     """The model grid placed around a participant's pial surfaces (placement rule of the model config)."""
     verts = np.concatenate([h.pial.vertices for h in hemis])
     return ModelGrid.around(verts, tuple(int(s) for s in shape), float(spacing_mm))
 
 
-def make_conditioning(hemis_npz: Path, shape: Sequence[int], spacing_mm: float, out_npz: Path,
-                      threads: int | None = None) -> Path:
+def make_conditioning(
+    hemis_npz: Path, shape: Sequence[int], spacing_mm: float, out_npz: Path, threads: int | None = None
+) -> Path:
     """Conditioning maps of both hemispheres on the model grid, saved with the grid's affine.
 
     ``threads``: threads of the geometry kernels (default: all CPUs; the maps do not depend on it)."""
@@ -72,9 +75,17 @@ def real_on_grid(t1w: Path, maps_npz: Path, out_nii: Path) -> Path:
     return save_volume(out_nii, scaled.astype(np.float32), affine)
 
 
-def synthesize_sample(maps_npz: Path, model_path: Path, seed: int, steps: int, eta: float, device: str,
-                      out_nii: Path, threads: int | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> Path:
+def synthesize_sample(
+    maps_npz: Path,
+    model_path: Path,
+    seed: int,
+    steps: int,
+    eta: float,
+    device: str,
+    out_nii: Path,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """One synthetic T1w (float32 in [0, 1], on the model grid in scanner RAS) for one seed."""
     import torch
 
@@ -88,19 +99,25 @@ def synthesize_sample(maps_npz: Path, model_path: Path, seed: int, steps: int, e
     dev = resolve_device(device)
     model, config = load_model(model_path, dev)
     cond = prepare_condition(maps, config)
-    (volume,) = synthesize(model, config, cond, [int(seed)], steps=int(steps), eta=float(eta), device=dev,
-                           progress=progress)
+    (volume,) = synthesize(
+        model, config, cond, [int(seed)], steps=int(steps), eta=float(eta), device=dev, progress=progress
+    )
     return save_volume(out_nii, np.asarray(volume, dtype=np.float32).reshape(maps["ribbon"].shape), affine)
 
 
 # -- interfaces ----------------------------------------------------------------------------------------------
 
+
 class _ConditioningInputSpec(BaseInterfaceInputSpec):
     hemispheres = File(exists=True, mandatory=True)
     grid_shape = traits.List(traits.Int, minlen=3, maxlen=3, mandatory=True)
     spacing_mm = traits.Float(mandatory=True)
-    threads = traits.Int(0, usedefault=True, nohash=True,
-                         desc="threads of the geometry kernels (0: all CPUs); the maps do not depend on it")
+    threads = traits.Int(
+        0,
+        usedefault=True,
+        nohash=True,
+        desc="threads of the geometry kernels (0: all CPUs); the maps do not depend on it",
+    )
 
 
 class _ConditioningOutputSpec(TraitedSpec):
@@ -114,8 +131,13 @@ class Conditioning(SimpleInterface):
     output_spec = _ConditioningOutputSpec
 
     def _run_interface(self, runtime):
-        out = make_conditioning(Path(self.inputs.hemispheres), self.inputs.grid_shape, self.inputs.spacing_mm,
-                                Path(runtime.cwd) / "maps.npz", threads=self.inputs.threads)
+        out = make_conditioning(
+            Path(self.inputs.hemispheres),
+            self.inputs.grid_shape,
+            self.inputs.spacing_mm,
+            Path(runtime.cwd) / "maps.npz",
+            threads=self.inputs.threads,
+        )
         self._results["maps"] = str(out)
         return runtime
 
@@ -130,8 +152,12 @@ class _SynthInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("cpu", usedefault=True)
     threads = traits.Int(1, usedefault=True)
     label = traits.Str("", usedefault=True, desc="participant key, for progress messages")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True,
-                          desc="Nipype's GPU slot accounting (MultiProc n_gpu_procs): one GPU node at a time")
+    use_gpu = traits.Bool(
+        False,
+        usedefault=True,
+        nohash=True,
+        desc="Nipype's GPU slot accounting (MultiProc n_gpu_procs): one GPU node at a time",
+    )
 
 
 class _SynthOutputSpec(TraitedSpec):
@@ -150,10 +176,17 @@ class Synthesize(SimpleInterface):
         def progress(done: int, total: int) -> None:
             LOGGER.info("%s: sampling step %d/%d", label, done, total)
 
-        out = synthesize_sample(Path(self.inputs.maps), Path(self.inputs.model), self.inputs.seed,
-                                self.inputs.steps, self.inputs.eta, self.inputs.device,
-                                Path(runtime.cwd) / naming.work_image_name(f"synth_seed{self.inputs.seed}"),
-                                threads=self.inputs.threads, progress=progress)
+        out = synthesize_sample(
+            Path(self.inputs.maps),
+            Path(self.inputs.model),
+            self.inputs.seed,
+            self.inputs.steps,
+            self.inputs.eta,
+            self.inputs.device,
+            Path(runtime.cwd) / naming.work_image_name(f"synth_seed{self.inputs.seed}"),
+            threads=self.inputs.threads,
+            progress=progress,
+        )
         self._results["synthetic"] = str(out)
         return runtime
 
@@ -174,6 +207,11 @@ class RealOnGrid(SimpleInterface):
     output_spec = _RealOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["real"] = str(real_on_grid(Path(self.inputs.t1w), Path(self.inputs.maps),
-                                                 Path(runtime.cwd) / naming.work_image_name("real_on_grid")))
+        self._results["real"] = str(
+            real_on_grid(
+                Path(self.inputs.t1w),
+                Path(self.inputs.maps),
+                Path(runtime.cwd) / naming.work_image_name("real_on_grid"),
+            )
+        )
         return runtime

@@ -28,6 +28,7 @@ class ReportSubject:
     def key(self) -> str:
         return participant_key(self.subject, self.session)
 
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
 color:#222;line-height:1.45}
@@ -57,14 +58,16 @@ def _table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 def _page(title: str, body: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}<p class='small'>cor2vox-bids {__version__}, {stamp}</p>"
-            "</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}<p class='small'>cor2vox-bids {__version__}, {stamp}</p>"
+        "</body></html>\n"
+    )
 
 
 FIGURE_CAPTIONS = {
     "slices": "Synthetic T1w (top) and real T1w (bottom, when available) on the model grid, with the white "
-              "(yellow) and pial (red) surfaces drawn where they cross each slice.",
+    "(yellow) and pial (red) surfaces drawn where they cross each slice.",
     "conditioning": "Conditioning maps given to the network: cortex SDF, pial SDF, white SDF, mesh-edge map, ribbon.",
     "scatter": "Per-region mean thickness: measured in the image vs prescribed by the surfaces.",
     "bars": "Per-region thickness: surfaces, synthetic image and real image.",
@@ -72,8 +75,9 @@ FIGURE_CAPTIONS = {
 }
 
 
-def write_participant_report(path: Path, who: ReportSubject, run: dict, qc_dir: Path,
-                             figures: list[tuple[dict, Path]]) -> Path:
+def write_participant_report(
+    path: Path, who: ReportSubject, run: dict, qc_dir: Path, figures: list[tuple[dict, Path]]
+) -> Path:
     """``sub-<label>.html``: model, QC summary, figures and the per-region table.
 
     ``figures``: (entities ``{"desc", "suffix", "hemi"}``, published file) in display order."""
@@ -83,28 +87,39 @@ def write_participant_report(path: Path, who: ReportSubject, run: dict, qc_dir: 
     key = who.key
     parts = [f"<h1>cor2vox-bids report: {html.escape(key)}</h1>"]
     if model["demo"]:
-        parts.append("<p class='demo'><b>DEMO model.</b> These images were made with the small demonstration model "
-                     "shipped with cor2vox-bids (trained on pseudo-participants derived from one template brain). "
-                     "They illustrate the pipeline and are not suitable for research conclusions.</p>")
-    parts.append("<h2>Summary</h2>" + _table([
-        {"item": "surfaces", "value": who.source},
-        {"item": "real T1w", "value": who.t1w or "none"},
-        {"item": "model", "value": f"{model['name']} (sha256 {model['sha256'][:16]}…)"},
-        {"item": "seeds", "value": ", ".join(map(str, run["seeds"]))},
-        {"item": "sampling steps / eta", "value": f"{run['steps']} / {run['eta']}"},
-        {"item": "device", "value": run["device"]},
-    ], ["item", "value"]))
+        parts.append(
+            "<p class='demo'><b>DEMO model.</b> These images were made with the small demonstration model "
+            "shipped with cor2vox-bids (trained on pseudo-participants derived from one template brain). "
+            "They illustrate the pipeline and are not suitable for research conclusions.</p>"
+        )
+    parts.append(
+        "<h2>Summary</h2>"
+        + _table(
+            [
+                {"item": "surfaces", "value": who.source},
+                {"item": "real T1w", "value": who.t1w or "none"},
+                {"item": "model", "value": f"{model['name']} (sha256 {model['sha256'][:16]}…)"},
+                {"item": "seeds", "value": ", ".join(map(str, run["seeds"]))},
+                {"item": "sampling steps / eta", "value": f"{run['steps']} / {run['eta']}"},
+                {"item": "device", "value": run["device"]},
+            ],
+            ["item", "value"],
+        )
+    )
     metric_rows = [{"measure": k, "value": v} for k, v in summary.items() if not isinstance(v, (dict, list))]
     parts.append("<h2>Quality control</h2>" + _table(metric_rows, ["measure", "value"]))
     for entities, fig in figures:
         rel = fig.relative_to(path.parent).as_posix()
         name = entities["desc"] + (f" (hemi-{entities['hemi']})" if entities.get("hemi") else "")
         caption = next((c for k, c in FIGURE_CAPTIONS.items() if entities["desc"].startswith(k)), name)
-        parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(name)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{html.escape(rel)}' alt='{html.escape(name)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
     parts.append("<h2>Thickness per region</h2>" + _table(rows))
-    parts.append("<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(str(v))}</li>" for v in who.source_files)
-                 + "</ul>")
+    parts.append(
+        "<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(str(v))}</li>" for v in who.source_files) + "</ul>"
+    )
     path.write_text(_page(f"cor2vox-bids: {key}", "".join(parts)))
     return path
 
@@ -116,7 +131,9 @@ def write_group_report(path: Path, rows: list[dict], figures: dict[str, Path], d
         parts.append("<p class='demo'><b>DEMO model</b> outputs: for illustration only.</p>")
     parts.append("<h2>Participants</h2>" + _table(rows))
     for name, fig in figures.items():
-        parts.append(f"<figure><img src='{html.escape(fig.relative_to(path.parent).as_posix())}' "
-                     f"alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{html.escape(fig.relative_to(path.parent).as_posix())}' "
+            f"alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>"
+        )
     path.write_text(_page("cor2vox-bids group report", "".join(parts)))
     return path

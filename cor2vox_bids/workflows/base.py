@@ -33,18 +33,45 @@ def node_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", key) + "_wf"
 
 
-def init_cor2vox_wf(participants: list[ParticipantInputs], spec: SynthesisSpec, run_json: Path, output_dir: Path,
-                    run_id: str, work_dir: Path) -> pe.Workflow:
+def init_cor2vox_wf(
+    participants: list[ParticipantInputs],
+    spec: SynthesisSpec,
+    run_json: Path,
+    output_dir: Path,
+    run_id: str,
+    work_dir: Path,
+) -> pe.Workflow:
     """One Nipype workflow holding a sub-workflow per participant; content-hashed node caching in ``work_dir``."""
     wf = pe.Workflow(name=naming.WORKFLOW_NAME, base_dir=str(work_dir))
     output_dir = Path(output_dir).resolve()
     for p in participants:
-        wf.add_nodes([init_participant_wf(
-            name=node_name(p.key), participant=p, run_json=run_json, output_dir=output_dir, model=spec.model,
-            model_sha256=spec.model_sha256, grid_shape=list(spec.grid_shape), spacing_mm=spec.spacing_mm,
-            seeds=list(spec.seeds), steps=spec.steps, eta=spec.eta, device=spec.device, threads=spec.threads,
-            crashdump_dir=output_dir / naming.log_dir(p.subject, run_id))])
-    wf.config["execution"].update({"crashfile_format": "txt", "hash_method": "content",
-                                   "stop_on_first_crash": False, "remove_unnecessary_outputs": False,
-                                   "parameterize_dirs": False})
+        wf.add_nodes(
+            [
+                init_participant_wf(
+                    name=node_name(p.key),
+                    participant=p,
+                    run_json=run_json,
+                    output_dir=output_dir,
+                    model=spec.model,
+                    model_sha256=spec.model_sha256,
+                    grid_shape=list(spec.grid_shape),
+                    spacing_mm=spec.spacing_mm,
+                    seeds=list(spec.seeds),
+                    steps=spec.steps,
+                    eta=spec.eta,
+                    device=spec.device,
+                    threads=spec.threads,
+                    crashdump_dir=output_dir / naming.log_dir(p.subject, run_id),
+                )
+            ]
+        )
+    wf.config["execution"].update(
+        {
+            "crashfile_format": "txt",
+            "hash_method": "content",
+            "stop_on_first_crash": False,
+            "remove_unnecessary_outputs": False,
+            "parameterize_dirs": False,
+        }
+    )
     return wf

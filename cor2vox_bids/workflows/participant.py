@@ -13,44 +13,85 @@ from ..interfaces.surfaces import Ingest, ingest_inputs
 from ..interfaces.synthesis import Conditioning, RealOnGrid, Synthesize
 
 
-def init_participant_wf(*, name: str, participant: ParticipantInputs, run_json: Path, output_dir: Path, model: str,
-                        model_sha256: str, grid_shape: list[int], spacing_mm: float, seeds: list[int], steps: int,
-                        eta: float, device: str, threads: int, crashdump_dir: Path) -> pe.Workflow:
+def init_participant_wf(
+    *,
+    name: str,
+    participant: ParticipantInputs,
+    run_json: Path,
+    output_dir: Path,
+    model: str,
+    model_sha256: str,
+    grid_shape: list[int],
+    spacing_mm: float,
+    seeds: list[int],
+    steps: int,
+    eta: float,
+    device: str,
+    threads: int,
+    crashdump_dir: Path,
+) -> pe.Workflow:
     """Build the per-participant workflow (no computation happens here).
 
     Every input file of the participant is a ``File`` input of a node, so a changed surface reruns what depends
     on it when the work dir is reused."""
     p = participant
     wf = pe.Workflow(name=name)
-    ingest = pe.Node(Ingest(label=p.key, **ingest_inputs(p.hemis, p.source, p.orig, p.t1w)), name="ingest",
-                     mem_gb=0.5)
-    conditioning = pe.Node(Conditioning(grid_shape=list(grid_shape), spacing_mm=spacing_mm, threads=threads),
-                           name="conditioning", n_procs=threads, mem_gb=2.0)
+    ingest = pe.Node(Ingest(label=p.key, **ingest_inputs(p.hemis, p.source, p.orig, p.t1w)), name="ingest", mem_gb=0.5)
+    conditioning = pe.Node(
+        Conditioning(grid_shape=list(grid_shape), spacing_mm=spacing_mm, threads=threads),
+        name="conditioning",
+        n_procs=threads,
+        mem_gb=2.0,
+    )
     gpu = device.startswith("cuda")
-    synth = pe.MapNode(Synthesize(model=model, model_sha256=model_sha256, steps=steps, eta=eta, device=device,
-                                  threads=threads, label=p.key, use_gpu=gpu),
-                       iterfield=["seed"], name="synthesis", n_procs=threads, mem_gb=3.0)
+    synth = pe.MapNode(
+        Synthesize(
+            model=model,
+            model_sha256=model_sha256,
+            steps=steps,
+            eta=eta,
+            device=device,
+            threads=threads,
+            label=p.key,
+            use_gpu=gpu,
+        ),
+        iterfield=["seed"],
+        name="synthesis",
+        n_procs=threads,
+        mem_gb=3.0,
+    )
     synth.inputs.seed = list(seeds)
     qc = pe.Node(QualityControl(), name="qc", mem_gb=2.0)
-    sink = pe.Node(WriteDerivatives(output_dir=str(output_dir), subject=p.subject, session=p.session or "",
-                                    source=p.source, t1w=str(p.t1w) if p.t1w else "",
-                                    source_files=[str(f) for f in p.surface_files()], sources=p.source_uris(),
-                                    run_json=str(run_json)),
-                   name="derivatives", mem_gb=1.0, run_without_submitting=True)
-    wf.connect([
-        (ingest, conditioning, [("hemispheres", "hemispheres")]),
-        (conditioning, synth, [("maps", "maps")]),
-        (ingest, qc, [("hemispheres", "hemispheres")]),
-        (conditioning, qc, [("maps", "maps")]),
-        (synth, qc, [("synthetic", "synthetic")]),
-        (synth, sink, [("synthetic", "synthetic")]),
-        (conditioning, sink, [("maps", "maps")]),
-        (qc, sink, [("qc_dir", "qc_dir")]),
-    ])
+    sink = pe.Node(
+        WriteDerivatives(
+            output_dir=str(output_dir),
+            subject=p.subject,
+            session=p.session or "",
+            source=p.source,
+            t1w=str(p.t1w) if p.t1w else "",
+            source_files=[str(f) for f in p.surface_files()],
+            sources=p.source_uris(),
+            run_json=str(run_json),
+        ),
+        name="derivatives",
+        mem_gb=1.0,
+        run_without_submitting=True,
+    )
+    wf.connect(
+        [
+            (ingest, conditioning, [("hemispheres", "hemispheres")]),
+            (conditioning, synth, [("maps", "maps")]),
+            (ingest, qc, [("hemispheres", "hemispheres")]),
+            (conditioning, qc, [("maps", "maps")]),
+            (synth, qc, [("synthetic", "synthetic")]),
+            (synth, sink, [("synthetic", "synthetic")]),
+            (conditioning, sink, [("maps", "maps")]),
+            (qc, sink, [("qc_dir", "qc_dir")]),
+        ]
+    )
     if p.t1w is not None:
         real = pe.Node(RealOnGrid(t1w=str(p.t1w)), name="real_on_grid", mem_gb=1.0)
         wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")])])
     for node_name in wf.list_node_names():
-        wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir),
-                                                       "crashfile_format": "txt"}}
+        wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir), "crashfile_format": "txt"}}
     return wf

@@ -141,7 +141,7 @@ def test_singularity_runscript_and_test():
 
 
 def test_every_module_is_in_the_wheel():
-    """setup.cfg's `packages = find:` skips folders without __init__.py: the image would lack them."""
+    """pyproject's `packages.find` skips folders without __init__.py: the image would lack them."""
     from setuptools import find_packages
 
     found = set(find_packages(str(ROOT), include=["cor2vox_bids", "cor2vox_bids.*"]))

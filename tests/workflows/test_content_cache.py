@@ -13,8 +13,26 @@ SYNTH = "sub-01/anat/sub-01_desc-synth_T1w.nii.gz"
 
 
 def _run(bids, out, work, model):
-    return main([str(bids), str(out), "participant", "--skip-bids-validation", "--model", str(model), "-w", str(work),
-                 "--participant-label", "01", "--steps", "1", "--nprocs", "1", "--random-seed", "2"])
+    return main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--skip-bids-validation",
+            "--model",
+            str(model),
+            "-w",
+            str(work),
+            "--participant-label",
+            "01",
+            "--steps",
+            "1",
+            "--nprocs",
+            "1",
+            "--random-seed",
+            "2",
+        ]
+    )
 
 
 def _image(path):
@@ -30,8 +48,7 @@ def test_surface_changed_in_place_reruns_with_same_work_dir(demo_copy, tiny_mode
     white = demo_copy["freesurfer"] / "sub-01" / "surf" / "lh.white"
     vertices, faces, meta = fsio.read_geometry(str(white), read_metadata=True)
     centre = vertices.mean(axis=0)
-    fsio.write_geometry(str(white), (centre + 1.03 * (vertices - centre)).astype(np.float32), faces,
-                        volume_info=meta)
+    fsio.write_geometry(str(white), (centre + 1.03 * (vertices - centre)).astype(np.float32), faces, volume_info=meta)
 
     assert _run(demo_copy["bids"], tmp_path / "out2", work, tiny_model) == ExitCode.OK
     rerun = _image(tmp_path / "out2" / SYNTH)
