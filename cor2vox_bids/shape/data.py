@@ -19,7 +19,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..errors import MissingInputError, MissingParticipantFileError, SurfaceError, UsageError
+from ..errors import MissingInputError, MissingParticipantFileError, ModelError, SurfaceError, UsageError
 from ..geometry import cortical_thickness, read_freesurfer_surface, read_gifti_surface, read_morph
 from .mesh import rigid_align
 from .sphere import shares_mesh, sphere_resampling
@@ -79,8 +79,20 @@ def resolve_template(template: str) -> Path:
 
 
 def load_template(template: str = "fsaverage5") -> Template:
-    """Read the template subject's surfaces, spheres, annotations and orig.mgz header."""
+    """Read the template subject's surfaces, spheres, annotations and orig.mgz header.
+
+    The template concerns the whole run: a missing file exits 66, an unreadable one 65 (file named).
+    """
     root = resolve_template(template)
+    try:
+        return _read_template(root)
+    except MissingParticipantFileError as exc:
+        raise MissingInputError(f"template file missing: {exc.message}", exc.path) from None
+    except SurfaceError as exc:
+        raise ModelError(f"unusable template file: {exc.message}", exc.path) from None
+
+
+def _read_template(root: Path) -> Template:
     faces, sphere, white, pial, annot = {}, {}, {}, {}, {}
     for h, fs in FS_HEMI.items():
         w = read_freesurfer_surface(root / "surf" / f"{fs}.white")
@@ -90,7 +102,7 @@ def load_template(template: str = "fsaverage5") -> Template:
             raise SurfaceError("template white, pial and sphere.reg are not one mesh", s.path)
         annot_path = root / "label" / f"{fs}.aparc.annot"
         if not annot_path.is_file():
-            raise MissingInputError("the template has no DK annotation", annot_path)
+            raise MissingParticipantFileError("the template has no DK annotation", annot_path)
         try:
             labels, ctab, names = nib.freesurfer.read_annot(str(annot_path))
         except Exception as exc:  # nibabel raises many types on corrupt files
@@ -100,7 +112,7 @@ def load_template(template: str = "fsaverage5") -> Template:
                                                            for n in names])
     orig = root / "mri" / "orig.mgz"
     if not orig.is_file():
-        raise MissingInputError("the template has no mri/orig.mgz (needed for the frame)", orig)
+        raise MissingParticipantFileError("the template has no mri/orig.mgz (needed for the frame)", orig)
     try:
         img = nib.load(str(orig))
         affine, shape = np.asarray(img.affine), tuple(int(s) for s in img.shape[:3])
