@@ -102,7 +102,8 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
                               maps["sdf_pial"] < 0, head_mask_from_intensity(real_img))
         stored = load_hemispheres(d / "hemispheres.npz")
         depth = float(cfg["grid"]["spacing_mm"])
-        order_syn = region_tissue_order(np.asarray(nib.load(str(synth)).dataobj, dtype=np.float32), affine, stored, depth)
+        synth_img = np.asarray(nib.load(str(synth)).dataobj, dtype=np.float32)
+        order_syn = region_tissue_order(synth_img, affine, stored, depth)
         order_real = region_tissue_order(real_img, affine, stored, depth)
         results.append({"participant": p.key, "seconds_synthesis": seconds, **summary,
                         "baseline_ssim_brain": baseline["ssim_brain"], "baseline_psnr_brain": baseline["psnr_brain"],

@@ -69,8 +69,8 @@ def test_missing_freesurfer_is_an_error(tmp_path):
 
 
 def test_main_calls_the_bids_app_and_collects_outputs(tmp_path, fs_subject, monkeypatch):
-    from cor2vox_bids.cli import run
     from cor2vox_bids.bids import naming as outputs
+    from cor2vox_bids.cli import run
 
     calls = []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cor2vox_bids.errors import MissingInputError, UsageError
 from cor2vox_bids.bids.inputs import check_output_dir, collect_inputs
+from cor2vox_bids.errors import MissingInputError, UsageError
 from cor2vox_bids.settings import Settings
 
 

@@ -10,11 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cor2vox_bids.cli.parser import parse_settings
+from cor2vox_bids.cli.parser import parse_settings, task_arguments
 from cor2vox_bids.errors import ExitCode
-from cor2vox_bids.settings import Settings
-from cor2vox_bids.cli.parser import task_arguments
 from cor2vox_bids.execution import array, plugins, slurm
+from cor2vox_bids.settings import Settings
 
 
 def _settings(*extra: str) -> Settings:
