@@ -125,3 +125,17 @@ def test_broken_participant_is_left_out(shape_training, tmp_path, capsys):
     # too few usable participants: nothing is written, exit 66
     assert main(["build", str(bids), str(tmp_path / "model2"), "--participant-label", "01", "02"]) == ExitCode.NO_INPUT
     assert not (tmp_path / "model2").exists()
+
+
+def test_template_errors_exit_with_run_codes(shape_training, tmp_path, capsys):
+    from .conftest import fsaverage5
+
+    assert main(["build", str(shape_training), str(tmp_path / "m"), "--template", str(tmp_path)]) == ExitCode.NO_INPUT
+    broken = tmp_path / "tpl"
+    shutil.copytree(fsaverage5(), broken, ignore=shutil.ignore_patterns("*.mgz", "*.log"))
+    shutil.copyfile(fsaverage5() / "mri" / "orig.mgz", broken / "mri" / "orig.mgz")
+    (broken / "surf" / "rh.sphere.reg").write_bytes(b"\xff\xff\xfe broken")
+    capsys.readouterr()
+    assert main(["build", str(shape_training), str(tmp_path / "m"), "--template", str(broken)]) == ExitCode.DATA
+    err = capsys.readouterr().err
+    assert "rh.sphere.reg" in err and "Traceback" not in err
