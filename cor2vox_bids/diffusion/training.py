@@ -59,6 +59,26 @@ def _quiet(message: str) -> None:
     """The log of ranks other than 0."""
 
 
+def _check_ranks_agree(model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+                       device: torch.device) -> None:
+    """Under DDP every rank must hold the same weights, EMA and learning rate (rank 0 saves them for all):
+    compare a fingerprint across ranks before each checkpoint; a mismatch is a bug, reported as one."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        fp = torch.stack([sum(p.double().sum() for p in model.parameters()),
+                          sum(p.double().square().sum() for p in model.parameters()),
+                          sum(p.double().sum() for p in ema.parameters()),
+                          torch.tensor(float(opt.param_groups[0]["lr"]), dtype=torch.float64, device=device)
+                          ]).to(device)
+    lo, hi = fp.clone(), fp.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    if not torch.equal(lo, hi):
+        raise RuntimeError(f"data-parallel ranks diverged at step {step} (weights/EMA/lr fingerprints differ: "
+                           f"{lo.tolist()} vs {hi.tolist()}); please report this")
+
+
 def _resume_differences(saved: Mapping, now: Mapping) -> list[str]:
     """Why a saved state cannot be continued with these arguments (empty: it can).
 
@@ -472,6 +492,8 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
                         f"{vr:.4f}), val MAE {vm:.4f}")
                 t_last = time.perf_counter()  # validation time is not training time
             if step % checkpoint_every == 0 or step == steps:
+                if par.enabled:
+                    _check_ranks_agree(model, ema, opt, step, dev)
                 save_state()
                 t_last = time.perf_counter()
         if bar is not None:

@@ -68,6 +68,10 @@ def main() -> int:
 
         out, steps, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         extra = {k: json.loads(v) for k, v in (a.split("=", 1) for a in sys.argv[5:])}
+        if "lr_rank1" in extra:  # a deliberately broken run: rank 1 steps with another learning rate
+            lr1 = extra.pop("lr_rank1")
+            if rank == 1:
+                extra["lr"] = lr1
         _, device = init_distributed("cpu", timeout_s=60)
         try:
             run_train(out, steps, batch, device=device, **extra)

@@ -97,6 +97,13 @@ def test_resume_with_another_world_size(tmp_path):
     assert json.loads((tmp_path / "part" / "state" / "state.json").read_text())["step"] == 6
 
 
+def test_diverging_ranks_are_caught(tmp_path):
+    """The cross-rank fingerprint check before each checkpoint can fail: rank 1 given another learning rate."""
+    proc = _torchrun(2, "train", str(tmp_path / "bad"), "3", "1", "lr_rank1=0.01")
+    assert proc.returncode != 0 and "ranks diverged at step 3" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "bad" / "state").exists()
+
+
 def test_resume_rules():
     saved = {"architecture": {"image_size": 8}, "seed": 1, "batch_size": 2, "accumulation": 2, "n_train": 3,
              "schedule": {}, "precision": "fp32"}  # a state written before world_size/upsample_mode existed
