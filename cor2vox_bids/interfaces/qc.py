@@ -22,17 +22,10 @@ from nipype.interfaces.base import (
 from ..bids import naming
 from ..geometry.surfaces import join_meshes, load_hemispheres
 from ..qc import figures as qcfig
-from ..qc import (
-    image_thickness,
-    region_rows,
-    ribbon_dice,
-    similarity,
-    summarize_rows,
-    tissue_labels,
-    write_qc_tsv,
-    write_summary_json,
-)
+from ..qc import similarity, write_qc_tsv, write_summary_json
 from ..qc.layout import QC_FOLDER
+from ..qc.participant import measure_participant, thickness_summary
+from ..qc.ribbon import ribbon_dice_in_brain
 from ..qc.similarity import head_mask_from_intensity
 from ..qc.tissue import tissue_means
 from .synthesis import read_maps
@@ -68,8 +61,16 @@ def read_figure_index(qc_dir: Path) -> list[dict]:
     return json.loads(QC_FOLDER.path(qc_dir, "figure_index").read_text())
 
 
-def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Path | None, out_dir: Path) -> Path:
-    """QC of the first synthetic sample (and of the real T1w when given), written into ``out_dir`` (``QC_FOLDER``)."""
+def run_qc(
+    hemis_npz: Path,
+    maps_npz: Path,
+    synthetic: Sequence[Path],
+    real: Path | None,
+    out_dir: Path,
+    real_native: Path | None = None,
+) -> Path:
+    """QC of the first synthetic sample (and of the real T1w when given: ``real`` on the model grid, ``real_native``
+    at its own resolution), written into ``out_dir`` (``QC_FOLDER``); thickness: ``qc.participant`` (docs/qc.md)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = _Figures(out_dir)
     hemis = load_hemispheres(hemis_npz)
@@ -77,37 +78,35 @@ def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Pat
     images = {"synthetic": _load(synthetic[0])}
     if real is not None:
         images["real"] = _load(real)
-    rows: list[dict] = []
-    per_vertex: dict[str, np.ndarray] = {}
-    for h in hemis:
-        w, p = h.white, h.pial
-        measured = {
-            kind: image_thickness(img, affine, w.vertices, w.faces, p.vertices, p.faces) for kind, img in images.items()
-        }
-        per_vertex[f"{h.hemi}_surface"] = h.thickness
-        per_vertex.update({f"{h.hemi}_{k}": v for k, v in measured.items()})
-        rows += region_rows(h.hemi, h.thickness, measured["synthetic"], measured.get("real"), h.labels, h.names)
-        for kind, values in measured.items():
-            qcfig.plot_error_map(
-                w.vertices,
-                values - h.thickness,
-                figure(f"vertexerror{kind}", hemi=h.hemi),
-                title=f"hemi-{h.hemi}: {kind} image − surface thickness (mm)",
-            )
-    summary = summarize_rows(rows)
+    measured_at = {kind: (img, affine) for kind, img in images.items()}
+    if real_native is not None:
+        native = nib.load(str(real_native))
+        measured_at["real_native"] = (np.asarray(native.dataobj, dtype=np.float32), native.affine)
+    measured = measure_participant(hemis, measured_at)
+    rows = measured.rows
+    white = {h.hemi: h.white.vertices for h in hemis}
+    qcfig.plot_error_maps(
+        [
+            (f"hemi-{hemi} {kind}", white[hemi], r.thickness - measured.surface[hemi])
+            for kind, by_hemi in measured.results.items()
+            for hemi, r in by_hemi.items()
+        ],
+        figure("vertexerror"),
+    )
+    summary = thickness_summary(measured)
     brain = maps["sdf_pial"] < 0
     ribbon = maps["ribbon"] > 0.5
     head = head_mask_from_intensity(images.get("real", images["synthetic"]))
     if "real" in images:
         summary.update(similarity(images["synthetic"], images["real"], brain, head))
     for kind, img in images.items():
-        summary[f"ribbon_dice_{kind}"] = ribbon_dice(tissue_labels(img, head), ribbon)
+        summary[f"ribbon_dice_{kind}"] = ribbon_dice_in_brain(img, maps["sdf_pial"], ribbon)["ribbon_dice"]
         summary.update({f"{k}_{kind}": v for k, v in tissue_means(img, maps).items()})
     summary["n_samples"] = len(synthetic)
     summary["qc_sample"] = Path(synthetic[0]).name
     write_qc_tsv(rows, QC_FOLDER.path(out_dir, "table"))
     write_summary_json(summary, QC_FOLDER.path(out_dir, "summary"))
-    np.savez_compressed(QC_FOLDER.path(out_dir, "vertex"), **per_vertex)
+    np.savez_compressed(QC_FOLDER.path(out_dir, "vertex"), **measured.per_vertex())
     surfaces = {kind: join_meshes([getattr(h, kind) for h in hemis]) for kind in ("white", "pial")}
     for kind, img in images.items():
         qcfig.plot_surface_contours(
@@ -119,7 +118,6 @@ def run_qc(hemis_npz: Path, maps_npz: Path, synthetic: Sequence[Path], real: Pat
         )
     qcfig.plot_conditioning(maps, figure("conditioning"))
     qcfig.plot_thickness_scatter(rows, figure("scatter"))
-    qcfig.plot_region_bars(rows, figure("bars"))
     figure.write_index()
     return out_dir
 
@@ -129,6 +127,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     maps = File(exists=True, mandatory=True)
     synthetic = InputMultiObject(File(exists=True), mandatory=True)
     real = File(exists=True, desc="real T1w on the model grid (optional)")
+    real_native = File(exists=True, desc="the real T1w at its own resolution (optional)")
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -143,12 +142,14 @@ class QualityControl(SimpleInterface):
 
     def _run_interface(self, runtime):
         real = Path(self.inputs.real) if isdefined(self.inputs.real) else None
+        native = Path(self.inputs.real_native) if isdefined(self.inputs.real_native) else None
         out = run_qc(
             Path(self.inputs.hemispheres),
             Path(self.inputs.maps),
             [Path(p) for p in self.inputs.synthetic],
             real,
             Path(runtime.cwd) / "qc",
+            real_native=native,
         )
         self._results["qc_dir"] = str(out)
         return runtime

@@ -7,6 +7,7 @@ Core functions take plain arrays (vertices, faces, per-vertex labels, names); ``
 ``geometry.Hemisphere`` objects.
 """
 
+from .participant import measure_participant, thickness_summary
 from .regions import (
     QC_COLUMNS,
     QC_TSV_DICTIONARY,
@@ -16,7 +17,6 @@ from .regions import (
     write_qc_tsv,
     write_summary_json,
 )
-from .participant import measure_participant, thickness_summary
 from .ribbon import ribbon_dice_in_brain
 from .similarity import similarity
 from .thickness import TissueIntensities, calibrate_profile_model, estimate_tissue_intensities, image_thickness

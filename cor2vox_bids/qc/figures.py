@@ -5,8 +5,9 @@ Every ``plot_*`` function writes one file (format from the suffix: .png or .svg)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -27,7 +28,7 @@ __all__ = [
     "plot_group_summary",
 ]
 
-_KIND_STYLE = {"synthetic": ("tab:orange", "o"), "real": ("tab:blue", "s")}
+_KIND_STYLE = {"synthetic": ("tab:orange", "o"), "real": ("tab:blue", "s"), "real_native": ("tab:green", "^")}
 _DEFAULT_CONTOUR_COLOURS = {"white": "yellow", "pial": "red"}
 
 
@@ -102,7 +103,7 @@ def plot_surface_contours(
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     finite = img[np.isfinite(img)]
     vmin, vmax = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
-    fig = Figure(figsize=(12, 4.4))
+    fig = Figure(figsize=(9, 3.3))
     axes = fig.subplots(1, 3)
     for axis, ax in enumerate(axes):
         u, v = [a for a in range(3) if a != axis]
@@ -115,8 +116,8 @@ def plot_surface_contours(
         ax.set_axis_off()
     axes[0].legend(loc="lower left", fontsize=7, framealpha=0.6)
     if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, dpi=90)
 
 
 def _values(rows: Sequence[Mapping[str, Any]], key: str) -> NDArray[np.float64]:
@@ -170,7 +171,7 @@ def plot_region_bars(rows: Sequence[Mapping[str, Any]], path: str | Path, *, tit
             series[kind] = y
     pos = np.arange(len(rows))
     width = 0.8 / len(series)
-    fig = Figure(figsize=(max(6.0, 0.22 * len(rows) * len(series)), 4.5))
+    fig = Figure(figsize=(min(18.0, max(6.0, 0.06 * len(rows) * len(series))), 4.0))
     ax = fig.subplots()
     colours = {"surface": "0.5", **{k: c for k, (c, _) in _KIND_STYLE.items()}}
     for i, (name, y) in enumerate(series.items()):
@@ -180,7 +181,7 @@ def plot_region_bars(rows: Sequence[Mapping[str, Any]], path: str | Path, *, tit
     ax.set_ylabel("thickness (mm)")
     ax.legend(fontsize=8)
     ax.set_title(title or "Cortical thickness per region")
-    return _save(fig, path)
+    return _save(fig, path, dpi=80)
 
 
 def plot_error_map(
@@ -299,5 +300,5 @@ def plot_conditioning(maps: Mapping[str, NDArray], path: str | Path, *, axis: in
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
-    return _save(fig, path)
+    return _save(fig, path, dpi=70)
 

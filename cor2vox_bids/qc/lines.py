@@ -23,7 +23,7 @@ __all__ = ["SurfaceIndex", "closest_points", "LineSet", "thickness_lines", "vert
 FloatArray = NDArray[np.float64]
 
 #: nearest vertices whose incident triangles are searched for the closest point
-_K_NEAREST = 4
+_K_NEAREST = 3
 
 
 @dataclass
@@ -37,7 +37,7 @@ class SurfaceIndex:
     items: NDArray[np.int64]
 
     @classmethod
-    def build(cls, vertices: NDArray, faces: NDArray) -> "SurfaceIndex":
+    def build(cls, vertices: NDArray, faces: NDArray) -> SurfaceIndex:
         v = np.ascontiguousarray(vertices, dtype=np.float64)
         f = np.ascontiguousarray(faces, dtype=np.int64)
         owner = f.ravel()
@@ -93,8 +93,9 @@ def _closest_on_triangles(p: FloatArray, a: FloatArray, b: FloatArray, c: FloatA
 def closest_points(index: SurfaceIndex, queries: NDArray, k: int = _K_NEAREST) -> tuple[FloatArray, FloatArray]:
     """Closest points of the mesh to ``queries`` (n, 3) and their distances.
 
-    Candidates are the triangles incident to the ``k`` nearest vertices (KD-tree); on meshes with regular
-    triangles this contains the closest triangle (tests compare with the exact geometry kernel).
+    Candidates are the triangles incident to the ``k`` nearest vertices (KD-tree). With k = 3 this is exact on
+    fsaverage5 and on a jittered icosphere (tests compare with the exact geometry kernel); on the demo
+    participants' surfaces 1 vertex in 10,242 per hemisphere gets a point up to 0.07 mm farther than the closest.
     """
     q = np.asarray(queries, dtype=np.float64)
     k = min(k, len(index.vertices))
@@ -127,7 +128,7 @@ class LineSet:
 
     @classmethod
     def between(cls, white_points: NDArray, pial_points: NDArray, fallback_normals: NDArray,
-                min_length_mm: float = 1e-6) -> "LineSet":
+                min_length_mm: float = 1e-6) -> LineSet:
         """Lines white → pial; where the two points coincide the fallback (outward normal) is used."""
         w = np.asarray(white_points, dtype=np.float64)
         delta = np.asarray(pial_points, dtype=np.float64) - w
@@ -136,11 +137,11 @@ class LineSet:
         direction = np.where(ok[:, None], delta / np.where(ok, length, 1.0)[:, None], fallback_normals)
         return cls(w, direction, np.where(ok, length, 0.0))
 
-    def subset(self, idx: NDArray) -> "LineSet":
+    def subset(self, idx: NDArray) -> LineSet:
         return LineSet(self.start[idx], self.direction[idx], self.length[idx])
 
     @staticmethod
-    def concat(sets: list["LineSet"]) -> "LineSet":
+    def concat(sets: list[LineSet]) -> LineSet:
         return LineSet(np.concatenate([s.start for s in sets]), np.concatenate([s.direction for s in sets]),
                        np.concatenate([s.length for s in sets]))
 

@@ -25,8 +25,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .lines import LineSet, SurfaceIndex, thickness_lines
-from .profiles import (STATUS_MISFIT, STATUS_OK, STATUS_OUTSIDE, STATUS_UNRESOLVED, Profiles, fit_ramp, fit_slab,
-                       sample_profiles)
+from .profiles import (
+    STATUS_MISFIT,
+    STATUS_OK,
+    STATUS_OUTSIDE,
+    STATUS_UNRESOLVED,
+    Profiles,
+    fit_ramp,
+    fit_slab,
+    sample_profiles,
+)
 from .thickness import TissueIntensities, _slab_gm, _solve_sigma, locate_crossings
 
 __all__ = ["HemisphereLines", "ImageModel", "ThicknessResult", "prepare_hemisphere", "calibrate_lines",
@@ -225,10 +233,9 @@ def calibrate_lines(image: NDArray, affine: NDArray, hemis: list[HemisphereLines
     if t.wm != t.csf:
         drift = _wm_drift(image, affine, hemis, depth, t)
         if abs(drift) > max_wm_drift:
-            return ImageModel(t, float("nan"), voxel, False,
-                              f"no WM plateau: intensity changes by {drift:.0%} of the WM-CSF contrast from {depth:.1f} "
-                              f"to {2 * depth:.1f} mm inside the white surface (a ramp, not a cortical slab)", noise,
-                              drift)
+            reason = (f"no WM plateau: intensity changes by {drift:.0%} of the WM-CSF contrast from "
+                      f"{depth:.1f} to {2 * depth:.1f} mm inside the white surface (a ramp, not a cortical slab)")
+            return ImageModel(t, float("nan"), voxel, False, reason, noise, drift)
     sigma_max = 1.5 + voxel if sigma_max_mm is None else float(sigma_max_mm)
     if not (t.wm != t.gm and t.gm != t.csf and t.wm != t.csf):
         return ImageModel(t, float("nan"), voxel, False, "no tissue contrast", noise)
@@ -283,6 +290,8 @@ def _measure_lines(image: NDArray, affine: NDArray, lines: LineSet, model: Image
     status = np.full(n, STATUS_OUTSIDE, dtype=np.int8)
     t = model.tissue
     step = _step(model.voxel_mm)
+    if np.isfinite(model.sigma_mm):  # 3 σ of plateau on both sides is enough for the fit
+        margin_mm = min(margin_mm, max(2.0, 3.0 * model.sigma_mm))
     order = np.argsort(lines.length, kind="stable")  # similar lengths together: less padding per chunk
     for start in range(0, n, chunk):
         idx = order[start:start + chunk]

@@ -10,14 +10,22 @@ measured), the signed median difference, and what the image-level model calibrat
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .measure import DEFINITION, HemisphereLines, ThicknessResult, calibrate_lines, measure_thickness, prepare_hemisphere
+from .measure import (
+    DEFINITION,
+    HemisphereLines,
+    ThicknessResult,
+    calibrate_lines,
+    measure_thickness,
+    prepare_hemisphere,
+)
 from .profiles import STATUS_MISFIT, STATUS_OUTSIDE, STATUS_UNRESOLVED
 from .regions import IMAGE_KINDS, MIN_COVERAGE_FOR_R, Row, region_rows, summarize_rows
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
-from scipy.special import ndtr
 
 from .lines import LineSet
 
@@ -96,12 +95,25 @@ _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def normal_cdf_and_kernel(z: NDArray) -> tuple[NDArray, NDArray]:
-    """Φ(z) (absolute error ≤ 1e-7) and exp(−z²/2), from one exponential (scipy's ndtr is ~40× slower here)."""
-    e = np.exp(-0.5 * z * z)
-    t = 1.0 / (1.0 + (_AS_P / np.sqrt(2.0)) * np.abs(z))
-    a1, a2, a3, a4, a5 = _AS_A
-    tail = 0.5 * t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * e  # Φ(−|z|)
-    return np.where(z >= 0, 1.0 - tail, tail), e
+    """Φ(z) (absolute error ≤ 1e-7 in float64, ≤ 5e-7 in float32) and exp(−z²/2), from one exponential and in
+    place (scipy's ndtr is ~40× slower here). Computed in the dtype of ``z``."""
+    z = np.asarray(z)
+    dt = z.dtype.type if z.dtype in (np.float32, np.float64) else np.float64
+    e = np.multiply(z, z, dtype=dt)
+    e *= dt(-0.5)
+    np.exp(e, out=e)
+    t = np.abs(z).astype(dt, copy=False)
+    t *= dt(_AS_P / np.sqrt(2.0))
+    t += dt(1.0)
+    np.reciprocal(t, out=t)
+    a1, a2, a3, a4, a5 = (dt(x) for x in _AS_A)
+    tail = t * a5
+    for coef in (a4, a3, a2, a1):
+        tail += coef
+        tail *= t
+    tail *= e
+    tail *= dt(0.5)  # Φ(−|z|)
+    return np.where(z >= 0, dt(1.0) - tail, tail), e
 
 
 def _terms(s: FloatArray, a: FloatArray, b: FloatArray, g: FloatArray, sigma: float):
@@ -116,7 +128,8 @@ def slab_model(s: FloatArray, a: FloatArray, b: FloatArray, g: FloatArray, k: Fl
     """The model intensity (n, K) at positions ``s`` (K,) for per-line parameters (n,) each."""
     wm, gm, csf = levels
     za, zb, zg = _terms(s, np.asarray(a, float), np.asarray(b, float), np.asarray(g, float), sigma)
-    base = csf + (gm - csf) * (ndtr(zb) + ndtr(zg)) + (wm - gm) * ndtr(za)
+    fa, fb, fg = (normal_cdf_and_kernel(z)[0] for z in (za, zb, zg))
+    base = csf + (gm - csf) * (fb + fg) + (wm - gm) * fa
     return np.asarray(k, float)[:, None] * base
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,8 +45,9 @@ MIN_REGION_COVERAGE = 0.5
 #: the across-region r is reported only when this fraction of all vertices was measured (else n/a)
 MIN_COVERAGE_FOR_R = 0.5
 #: column order of the QC TSV
-QC_COLUMNS = ("hemi", "region", "region_source", "n_vertices", "thickness_surface",
-              *(c for k in IMAGE_KINDS for c in (f"thickness_{k}", f"thickness_surface_{k}", f"coverage_{k}")))
+QC_COLUMNS = ("hemi", "region", "n_vertices", "thickness_surface", "thickness_synthetic", "thickness_real",
+              "thickness_real_native", "region_source",
+              *(c for k in IMAGE_KINDS for c in (f"thickness_surface_{k}", f"coverage_{k}")))
 _TEXT_COLUMNS = ("hemi", "region", "region_source")
 
 Row = dict[str, Any]

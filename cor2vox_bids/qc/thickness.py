@@ -12,8 +12,8 @@ All coordinates are world millimetres (scanner RAS); ``affine`` maps voxel indic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.mixture import GaussianMixture
 
 __all__ = ["fit_tissue_mixture", "tissue_labels", "ribbon_dice", "tissue_means", "GM_LABEL"]
 
@@ -17,11 +16,13 @@ _MAX_FIT_VOXELS = 200_000
 
 def fit_tissue_mixture(
     image: NDArray, head_mask: NDArray[np.bool_], n_classes: int = 3, seed: int = 0
-) -> tuple[GaussianMixture, NDArray[np.int64]]:
+) -> tuple[GaussianMixture, NDArray[np.int64]]:  # noqa: F821
     """Fit a 1-D Gaussian mixture to the intensities inside ``head_mask``.
 
     Returns the fitted model and ``order``: component indices sorted by increasing mean.
     """
+    from sklearn.mixture import GaussianMixture  # ~2 s to import: only when this whole-head mixture is used
+
     values = np.asarray(image, dtype=np.float64)[np.asarray(head_mask, dtype=bool)]
     if values.size < 10 * n_classes:
         raise ValueError(f"too few voxels in the head mask ({values.size}) for {n_classes} classes")

@@ -11,9 +11,17 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from cor2vox_bids.errors import MissingInputError
-from cor2vox_bids.geometry.dk_labels import (APARC_NAMES, SOURCE_ANNOT, SOURCE_APARCASEG, SOURCE_SPHERE, dk_labels,
-                                             find_dk_sources, labels_from_annot, labels_from_aparcaseg,
-                                             labels_from_sphere)
+from cor2vox_bids.geometry.dk_labels import (
+    APARC_NAMES,
+    SOURCE_ANNOT,
+    SOURCE_APARCASEG,
+    SOURCE_SPHERE,
+    dk_labels,
+    find_dk_sources,
+    labels_from_annot,
+    labels_from_aparcaseg,
+    labels_from_sphere,
+)
 from cor2vox_bids.geometry.surfaces import read_annotation
 from cor2vox_bids.qc.participant import hemisphere_regions
 from cor2vox_bids.qc.regions import QC_TSV_DICTIONARY, region_rows

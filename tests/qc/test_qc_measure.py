@@ -6,12 +6,22 @@ import warnings
 
 import numpy as np
 import pytest
-from qc_phantoms import (CSF, GM, WM, bumpy_phantom, bumpy_surfaces, icosphere, ramp_phantom, sector_labels,
-                         sphere_phantom, sphere_surfaces)
+from qc_phantoms import (
+    CSF,
+    GM,
+    WM,
+    bumpy_phantom,
+    bumpy_surfaces,
+    icosphere,
+    ramp_phantom,
+    sector_labels,
+    sphere_phantom,
+    sphere_surfaces,
+)
 from scipy.spatial.transform import Rotation
 
 from cor2vox_bids.geometry.thickness import closest_distance, cortical_thickness
-from cor2vox_bids.qc.lines import SurfaceIndex, closest_points, thickness_lines
+from cor2vox_bids.qc.lines import SurfaceIndex, closest_points
 from cor2vox_bids.qc.measure import calibrate_lines, measure_thickness, prepare_hemisphere
 from cor2vox_bids.qc.profiles import STATUS_MISFIT, STATUS_OK, normal_cdf_and_kernel
 from cor2vox_bids.qc.ribbon import fit_gmm_1d, ribbon_dice_in_brain

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from qc_phantoms import CSF, GM, WM, icosphere, sphere_phantom, sphere_surfaces
