@@ -92,6 +92,7 @@ def init_participant_wf(
     if p.t1w is not None:
         real = pe.Node(RealOnGrid(t1w=str(p.t1w)), name="real_on_grid", mem_gb=1.0)
         wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")])])
+        qc.inputs.real_native = str(p.t1w)
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir), "crashfile_format": "txt"}}
     return wf
