@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = ["N_QUANTILES", "TISSUES", "barycentre", "distance_rows", "normalise", "quantile_function",
-           "tissue_masks", "tissue_quantiles", "wasserstein_1d", "wasserstein_quantiles"]
+           "image_quantiles", "tissue_masks", "tissue_quantiles", "wasserstein_1d", "wasserstein_quantiles"]
 
 TISSUES = ("WM", "GM", "CSF")
 N_QUANTILES = 1000
@@ -100,6 +100,26 @@ def tissue_quantiles(image_normalised: NDArray, masks: Mapping[str, NDArray],
     """Quantile function of the normalised intensities in each tissue mask (tissues with empty masks left out)."""
     img = np.asarray(image_normalised)
     return {t: quantile_function(img[np.asarray(m, dtype=bool)], n) for t, m in masks.items() if np.any(m)}
+
+
+def image_quantiles(image: NDArray, affine: NDArray, grid_affine: NDArray, masks: Mapping[str, NDArray],
+                    n: int = N_QUANTILES) -> dict[str, NDArray]:
+    """Per-tissue quantile functions of an image on the grid of ``masks`` (voxel -> world ``grid_affine``).
+
+    The image is resampled (trilinear, world coordinates) onto the grid unless it is already on it, then
+    normalised inside the union of the tissue masks (the head around the cortex) — the one way every image
+    (reference, before, after) is summarised.
+    """
+    from ..geometry import ModelGrid, resample
+
+    shape = next(iter(masks.values())).shape
+    img = np.asarray(image, dtype=np.float64)
+    if img.shape != shape or not np.allclose(affine, grid_affine):
+        img = resample(img, np.asarray(affine, dtype=np.float64), ModelGrid(np.asarray(grid_affine), shape))
+    head = np.zeros(shape, dtype=bool)
+    for m in masks.values():
+        head |= np.asarray(m, dtype=bool)
+    return tissue_quantiles(normalise(img, head), masks, n)
 
 
 def distance_rows(participant_id: str, before: Mapping[str, NDArray], after: Mapping[str, NDArray],

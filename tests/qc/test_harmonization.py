@@ -9,6 +9,7 @@ from scipy import ndimage, stats
 from cor2vox_bids.qc.harmonization import (
     barycentre,
     distance_rows,
+    image_quantiles,
     normalise,
     quantile_function,
     tissue_masks,
@@ -94,3 +95,21 @@ def test_harmonization_table_on_a_small_case():
         assert row["distance_after"] < 0.05
     missing = distance_rows("sub-02", {}, {"WM": ref["WM"]}, ref)
     assert np.isnan(missing[0]["distance_before"]) and missing[0]["distance_after"] == 0.0
+
+
+def test_image_quantiles_resamples_onto_the_mask_grid():
+    rng = np.random.default_rng(5)
+    sdf_white, sdf_pial, ribbon, r = _phantom()
+    masks = tissue_masks(sdf_white, sdf_pial, ribbon)
+    img = _render((0.8, 0.5, 0.2), r, rng, noise=0.0)
+    grid_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    same = image_quantiles(img, grid_affine, grid_affine, masks)
+    head = masks["WM"] | masks["GM"] | masks["CSF"]
+    direct = tissue_quantiles(normalise(img, head), masks)
+    assert all(np.array_equal(same[t], direct[t]) for t in direct)
+    # the same image at twice the resolution (voxel centres offset by half a coarse voxel) lands close by
+    fine = ndimage.zoom(img, 2, order=1)
+    fine_affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    fine_affine[:3, 3] = -0.5
+    moved = image_quantiles(fine, fine_affine, grid_affine, masks)
+    assert all(wasserstein_quantiles(moved[t], direct[t]) < 0.03 for t in direct)
