@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import MissingInputError, MissingParticipantFileError, UsageError
 from ..settings import Settings
+from .preflight import check_filter_entities, check_session_labels
 
 LOGGER = logging.getLogger("cor2vox_bids.inputs")
 
@@ -108,16 +109,11 @@ class InputFailure:
 
 
 def check_output_dir(bids_dir: Path, output_dir: Path) -> None:
-    """Refuse an output folder inside the input dataset (pybids would index it as raw data)."""
-    bids = bids_dir.resolve()
-    out = output_dir.resolve()
-    if out == bids or bids in out.parents:
-        derivs = bids / "derivatives"
-        if not (out == derivs or derivs in out.parents):
-            raise UsageError(
-                f"the output directory {output_dir} is inside the input dataset {bids_dir}; choose a folder "
-                "outside it (or under its derivatives/ folder)"
-            )
+    """Refuse an output folder that would overwrite or pollute another dataset (64); the rules are in
+    :func:`cor2vox_bids.bids.preflight.check_output_location`."""
+    from .preflight import check_output_location
+
+    check_output_location(bids_dir, output_dir)
 
 
 def load_filters(path: Path | None) -> dict[str, Any]:
@@ -283,6 +279,9 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
             "(BIDS_DIR/derivatives/freesurfer does not exist)",
             settings.bids_dir / "derivatives" / "freesurfer",
         )
+    if filters:
+        check_filter_entities(filters, layout.get_entities(), Path(settings.bids_filter_file))
+    check_session_labels(settings.session_label, {s: layout.get_sessions(subject=s) for s in subjects})
     bids_dir = Path(settings.bids_dir).resolve()
     ok: list[ParticipantInputs] = []
     failed: list[InputFailure] = []
@@ -290,6 +289,14 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
         for session in select_sessions(layout, subject, settings.session_label):
             try:
                 t1w = find_t1w(layout, subject, session, filters)
+                if t1w is None:
+                    unfiltered = find_t1w(layout, subject, session, {}) if filters.get("t1w") else None
+                    if unfiltered is not None:
+                        raise MissingParticipantFileError(
+                            f"the t1w query matches none of {participant_key(subject, session)}'s T1w images "
+                            f"(e.g. {unfiltered.name})", Path(settings.bids_filter_file))
+                    LOGGER.warning("%s: no T1w image found; the surface-to-T1w frame and identity checks and the "
+                                   "image QC are off for it", participant_key(subject, session))
                 if smriprep is not None:
                     item = ParticipantInputs(
                         subject,

@@ -66,12 +66,14 @@ def check_model_and_device(settings: Settings) -> ModelInfo:
     """Verify the model's files and checksum and resolve ``--device``; raises ModelError / DeviceUnavailableError."""
     from ..diffusion.checkpoint import model_paths, verify_model
     from ..diffusion.inference import resolve_device
+    from ..diffusion.resources import check_model_config
 
     path = settings.model if settings.model is not None else default_model_path()
     if settings.model is None and not path.exists():
         raise ModelError("the shipped demo model is missing from the installation; pass --model PATH", path)
     config = verify_model(path)
-    weights, _ = model_paths(path)
+    weights, cfg_path = model_paths(path)
+    check_model_config(config, cfg_path, settings.mem)  # grid, channels, memory vs --mem (65 naming config.json)
     # With a cluster plugin the nodes run elsewhere: the device is resolved on the compute node, not here.
     device = settings.device if runs_remotely(settings) else resolve_device(settings.device)
     grid = config["grid"]

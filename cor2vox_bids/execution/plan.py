@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..bids import naming
 from ..bids.inputs import InputFailure, ParticipantInputs, collect_inputs
+from ..bids.preflight import load_t1w
 from ..errors import Cor2VoxError
+from ..geometry.surfaces import tkr_to_scanner_matrix
+from ..geometry.validation import check_tissue_contrast
 from ..interfaces.surfaces import load_and_validate
 from ..settings import Settings
 from .model import ModelInfo
@@ -23,17 +29,35 @@ class WorkPlan:
     ready: list[ParticipantInputs] = field(default_factory=list)
     failed: list[InputFailure] = field(default_factory=list)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    tracebacks: dict[str, str] = field(default_factory=dict)  # unexpected errors: for the crash file only
 
 
-def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure) -> Path:
-    """A plain-text crash file for a participant that failed before the graph ran."""
+def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure, details: str | None = None) -> Path:
+    """A plain-text crash file for a participant that failed before the graph ran (``details``: a traceback)."""
     crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key)
     crash.parent.mkdir(parents=True, exist_ok=True)
     crash.write_text(
         f"participant: {failure.key}\nstage: input validation (before any work)\n"
-        f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n"
+        f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n" + (f"\n{details}" if details else "")
     )
     return crash
+
+
+def check_participant(p: ParticipantInputs) -> list[str]:
+    """Every input of one participant before the graph: the T1w read in full and checked, the surfaces read and
+    validated, and the surfaces checked against the T1w's WM > GM > CSF contrast (frame and identity).
+    Returns warnings; raises a ``ParticipantError`` naming the file at fault."""
+    t1 = load_t1w(p.t1w) if p.t1w is not None else None
+    hemis, warnings = load_and_validate(p.hemis, p.source, p.orig, p.t1w, t1)
+    if t1 is not None:
+        data = np.asarray(t1.dataobj, dtype=np.float32)
+        if p.orig is not None:  # FreeSurfer: the tkr → scanner offset a frame mix-up would be off by
+            frame_shift = tkr_to_scanner_matrix(p.orig)[:3, 3]
+        else:  # GIFTI: FreeSurfer's offset is the centre of the conformed T1w, close to this T1w's centre
+            frame_shift = t1.affine[:3, :3] @ (np.asarray(t1.shape[:3]) / 2.0) + t1.affine[:3, 3]
+        for h in hemis:
+            warnings += check_tissue_contrast(h, data, t1.affine, frame_shift)[1]
+    return warnings
 
 
 def validate_participants(
@@ -47,17 +71,23 @@ def validate_participants(
     plan = WorkPlan(failed=list(failed))
     for p in ready:
         try:
-            _, warnings = load_and_validate(p.hemis, p.source, p.orig, p.t1w)
+            warnings = check_participant(p)
         except Cor2VoxError as exc:
             LOGGER.error("%s: %s", p.key, exc)
             plan.failed.append(InputFailure(p.subject, p.session, str(exc), exc.path))
+            continue
+        except Exception as exc:  # a bug or an input no check foresaw: this participant only, traceback to file
+            message = f"unexpected error while checking the inputs ({type(exc).__name__}: {exc})"
+            LOGGER.error("%s: %s (traceback in the crash file)", p.key, " ".join(message.split()))
+            plan.failed.append(InputFailure(p.subject, p.session, message, p.t1w))
+            plan.tracebacks[p.key] = traceback.format_exc()
             continue
         plan.warnings[p.key] = warnings
         for w in warnings:
             LOGGER.warning("%s: %s", p.key, w)
         plan.ready.append(p)
     for f in plan.failed:
-        write_crash_report(settings.output_dir, run_id, f)
+        write_crash_report(settings.output_dir, run_id, f, plan.tracebacks.get(f.key))
     return plan
 
 

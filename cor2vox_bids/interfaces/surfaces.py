@@ -9,6 +9,7 @@ import nibabel as nib
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from ..bids.inputs import HEMIS, HemiFiles
+from ..errors import SurfaceError
 from ..geometry import cortical_thickness, validate_hemisphere, validate_pair
 from ..geometry.surfaces import (
     Hemisphere,
@@ -34,17 +35,22 @@ def load_hemisphere(files: HemiFiles, hemi: str, source: str, orig: Path | None)
         labels, names = read_annotation(files.annot)
     if files.thickness is not None:
         thickness = read_morph(files.thickness)
+    for what, arr, path in (("annotation", labels, files.annot), ("thickness file", thickness, files.thickness)):
+        if arr is not None and len(arr) != white.n_vertices:  # blame the file that is wrong, not the surface
+            raise SurfaceError(f"{what} has {len(arr)} entries but {files.white.name} has {white.n_vertices} "
+                               "vertices; it belongs to another reconstruction or is damaged", path=path)
     return Hemisphere(hemi, white, pial, labels, names, thickness)
 
 
 def load_and_validate(
-    hemis: dict[str, HemiFiles], source: str, orig: Path | None, t1w: Path | None
+    hemis: dict[str, HemiFiles], source: str, orig: Path | None, t1w: Path | None, t1_img=None
 ) -> tuple[list[Hemisphere], list[str]]:
     """Both hemispheres (L, R) read and checked against each other and the T1w; returns them and the warnings.
 
+    ``t1_img`` is the T1w already read (``bids.preflight.load_t1w``); else ``t1w`` is loaded here.
     Raises ``SurfaceError`` naming the file at fault.
     """
-    t1 = nib.load(str(t1w)) if t1w is not None else None
+    t1 = t1_img if t1_img is not None else nib.load(str(t1w)) if t1w is not None else None
     loaded = [load_hemisphere(hemis[h], h, source, orig) for h in HEMIS]
     warnings: list[str] = []
     for h in loaded:
