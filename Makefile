@@ -9,7 +9,7 @@ DEMO_N     ?= 2
 # CPU build of PyTorch first, so no requirement can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint bids-validator clean-demo
+.PHONY: install demo test lint bids-validator chromium clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,21 @@ install: $(VENV)/.installed
 
 bids-validator: .tools/node_modules/.bin/bids-validator
 
+# headless Chromium renders the HTML reports in tests/reports (skipped with a reason where it is missing)
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: browser report tests will be skipped"; \
+	else echo "chromium not found (Debian: apt-get install chromium): browser report tests will be skipped"; fi
+
 demo: install
 	$(VENV)/bin/cor2vox-demo-data $(DEMO)/data --participants $(DEMO_N) --first $(DEMO_FIRST) --no-site2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out group
 	@echo "Reports: $$(ls $(DEMO)/out/sub-*.html | tr '\n' ' ') and $(DEMO)/out/group_desc-qc_report.html"
 
-test: install bids-validator
+test: install bids-validator chromium
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(PY) -m pytest -q -m "not docker and not slurm" tests
 	$(VENV)/bin/ruff check .
 

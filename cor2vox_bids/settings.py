@@ -179,8 +179,8 @@ class Settings(BaseModel):
     )
     work_dir: Path | None = Field(
         default=None,
-        description="Working directory for intermediate results; reuse it to resume an interrupted run "
-        "(default: a new folder in the system temporary directory).",
+        description="Working directory for intermediate results; a rerun with the same folder resumes "
+        "(default: OUTPUT_DIR/work, listed in OUTPUT_DIR/.bidsignore, so a plain rerun resumes).",
         json_schema_extra=_meta("Other options", ["-w", "--work-dir"], metavar="WORK_DIR"),
     )
     clean_workdir: bool = Field(

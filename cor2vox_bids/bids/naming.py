@@ -28,7 +28,8 @@ IMAGE_EXTENSION = ".nii.gz"
 SIDECAR_EXTENSION = ".json"
 REPORT_EXTENSION = ".html"
 #: what BIDS validators skip in the derivative dataset (logs, figures, reports, citation)
-BIDSIGNORE = ("log/", "*/log/", "*/figures/", "group/", "*" + REPORT_EXTENSION, "CITATION.cff")
+BIDSIGNORE = ("log/", "*/log/", "*/figures/", "group/", "*" + REPORT_EXTENSION, "CITATION.cff", "work/",
+              "qc_summary_dictionary.json")
 MAP_ENTITIES = {
     "sdf_pial": ("pial", "sdf"),
     "sdf_white": ("white", "sdf"),
@@ -112,6 +113,11 @@ def group_report_path() -> str:
     return group_path("report", REPORT_EXTENSION)
 
 
+def summary_dictionary_path() -> str:
+    """Data dictionary of the keys of every ``desc-summary_qc.json`` (one file for the dataset)."""
+    return "qc_summary_dictionary.json"
+
+
 def group_figure_path(desc: str, suffix: str = "qc", extension: str = ".png") -> str:
     return build_path(desc=desc, suffix=suffix, extension=extension)
 
@@ -170,8 +176,19 @@ def array_script_log_path(run_id: str) -> str:
 WORKFLOW_NAME = "cor2vox_wf"
 
 
-def default_work_dir_name(run_id: str) -> str:
-    return f"cor2vox_work_{run_id}"
+def default_work_dir(output_dir: Path) -> Path:
+    """``OUTPUT_DIR/work`` (listed in ``.bidsignore``): a rerun with the same output folder resumes by default."""
+    return Path(output_dir) / "work"
+
+
+def progress_dir(work_dir: Path) -> Path:
+    """Where long-running nodes append progress lines that the main process prints (any plugin, any worker)."""
+    return Path(work_dir) / "progress"
+
+
+def progress_file(directory: Path, key: str, seed: int) -> Path:
+    """Progress lines of one participant's synthesis for one seed, in :func:`progress_dir`."""
+    return Path(directory) / f"{key}_seed-{seed}.log"
 
 
 def run_info_path(work_dir: Path) -> Path:

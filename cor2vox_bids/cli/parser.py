@@ -69,20 +69,54 @@ def iter_fields(model: type[BaseModel]) -> list[dict[str, Any]]:
     return [field_cli(name, info) for name, info in model.model_fields.items()]
 
 
+def bounds_text(bounds: dict[str, Any]) -> str:
+    """Pydantic bounds in words: ``{"ge": 1, "le": 1000}`` → ``1 to 1000``; ``{"gt": 0}`` → ``greater than 0``."""
+    lo = bounds.get("ge", bounds.get("gt"))
+    hi = bounds.get("le", bounds.get("lt"))
+    if "ge" in bounds and "le" in bounds:
+        return f"{lo} to {hi}"
+    parts = []
+    if lo is not None:
+        parts.append(f"at least {lo}" if "ge" in bounds else f"greater than {lo}")
+    if hi is not None:
+        parts.append(f"at most {hi}" if "le" in bounds else f"less than {hi}")
+    return ", ".join(parts)
+
+
 def _help(spec: dict[str, Any]) -> str:
     text = spec["help"]
-    if spec["bounds"]:
-        text += " [" + ", ".join(f"{k} {v}" for k, v in spec["bounds"].items()) + "]"
-    if not spec["required"] and spec["kind"] != "Flag" and spec["default"] not in (None, [], 0, False):
-        text += f" (default: {spec['default']})"
-    return text
+    extra = []
+    show_default = (not spec["required"] and spec["kind"] != "Flag" and spec["action"] != "count"
+                    and spec["default"] is not None and spec["default"] != [])
+    if show_default:
+        extra.append(f"Default: {spec['default']}.")
+    if spec["bounds"] and spec["action"] != "count":
+        words = bounds_text(spec["bounds"])
+        extra.append(f"Range: {words}." if " to " in words else words[:1].upper() + words[1:] + ".")
+    return " ".join([text, *extra]) if extra else text
 
 
 class UsageRaisingParser(argparse.ArgumentParser):
-    """argparse parser whose errors raise :class:`UsageError` (exit 64) instead of exiting with 2."""
+    """argparse parser whose errors raise :class:`UsageError` (exit 64) instead of exiting with 2; an unknown
+    option gets the closest known ones suggested."""
 
     def error(self, message: str) -> typing.NoReturn:  # noqa: D102
-        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+        hint = self._suggestion(message)
+        raise UsageError(f"{message}{hint}\n{self.format_usage().strip()}")
+
+    def _suggestion(self, message: str) -> str:
+        import difflib
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        hints = []
+        for token in message.split(":", 1)[1].split():
+            if token.startswith("-"):
+                close = difflib.get_close_matches(token.split("=", 1)[0], known, n=2, cutoff=0.6)
+                if close:
+                    hints.append(f"{token}: did you mean {' or '.join(close)}?")
+        return ("\n" + "\n".join(hints)) if hints else ""
 
 
 def build_parser(model: type[BaseModel], prog: str, description: str) -> argparse.ArgumentParser:

@@ -39,8 +39,17 @@ def setup_logging(verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    nipype_level = "INFO" if verbose >= 1 else "WARNING"
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
+        logging.getLogger(name).setLevel(nipype_level)
+    # Nipype re-applies its own config's levels when a workflow runs: set them there too (progress and the
+    # closing summary come from cor2vox's own loggers; Nipype's node chatter only with -v)
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    for option in ("workflow_level", "interface_level", "utils_level"):
+        nipype_config.set("logging", option, nipype_level)
+    nipype_logging.update_logging(nipype_config)
 
 
 def new_run_id() -> str:
@@ -94,9 +103,10 @@ def prepare_output(settings: Settings) -> None:
 def participant_level(settings: Settings, run_id: str) -> int:
     """Validate everything, then build and run the graph; returns the exit code."""
     from ..bids.inputs import collect_inputs
-    from ..execution.local import run_participants, summarize
+    from ..execution.local import run_participants, summarize, work_dir_of
     from ..execution.model import check_model_and_device
     from ..execution.plan import plan_lines, validate_participants
+    from ..execution.progress import closing_summary
 
     if settings.slurm_array:  # one SLURM array task per participant instead of the graph here
         from ..execution.array import run_array
@@ -125,7 +135,11 @@ def participant_level(settings: Settings, run_id: str) -> int:
     failures = run_participants(settings, work, model_info, run_id)
     failures.update({f.key: f.message for f in work.failed})
     total = len(work.ready) + len(work.failed)
-    return summarize(failures, total)
+    code = summarize(failures, total)
+    reports = [settings.output_dir / naming.report_path(p.subject, p.session) for p in work.ready
+               if p.key not in failures]
+    closing_summary(LOGGER, settings.output_dir, reports, failures, work_dir_of(settings, run_id))
+    return code
 
 
 def group_level(settings: Settings, run_id: str) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from pathlib import Path
 
 from ..bids import naming
+from ..bids.dataset import write_json
 from ..errors import MissingInputError
 from ..qc.regions import read_qc_tsv
-from ..reports.html import write_group_report
 from ..settings import Settings
 
 LOGGER = logging.getLogger("cor2vox_bids.group")
@@ -21,7 +22,9 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
     derivatives by pybids. DEMO: any of the participant's synthetic T1w sidecars says ``ModelIsDemo``."""
     from bids import BIDSLayout
 
-    layout = BIDSLayout(str(output_dir), validate=False, is_derivative=True)
+    # the default work folder (OUTPUT_DIR/work) and the logs hold no derivatives: do not crawl them
+    layout = BIDSLayout(str(output_dir), validate=False, is_derivative=True,
+                        ignore=[".git", naming.default_work_dir(Path(".")).name, "log", "group"])
     found = []
     for f in layout.get(suffix="qc", desc="summary", extension=".json"):
         ents = f.get_entities()
@@ -39,6 +42,15 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
     return sorted(found, key=lambda x: (x[0]["subject"], x[0].get("session") or ""))
 
 
+def _tsv_cell(value) -> str:
+    """BIDS TSV cell: ``n/a`` for missing, floats rounded to 4 decimals (no 17-digit noise)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
 def _write_tsv(path: Path, rows: list[dict]) -> Path:
     cols: list[str] = []
     for r in rows:
@@ -47,18 +59,31 @@ def _write_tsv(path: Path, rows: list[dict]) -> Path:
         w = csv.DictWriter(f, cols, delimiter="\t", restval="n/a", lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("n/a" if v is None or (isinstance(v, float) and v != v) else v) for k, v in r.items()})
+            w.writerow({k: _tsv_cell(v) for k, v in r.items()})
     return path
 
 
+_ID_COLUMNS = {
+    "participant_id": {"LongName": "Participant", "Description": "BIDS participant label (sub-<label>)."},
+    "session_id": {"LongName": "Session", "Description": "BIDS session label (ses-<label>), when sessions exist."},
+}
+
+
 def run_group(settings: Settings) -> list[Path]:
-    """Write ``group_desc-qc_summary.tsv``, ``group_desc-qc_thickness.tsv``, plots and the group report."""
+    """Write ``group_desc-qc_summary.tsv`` and ``group_desc-qc_thickness.tsv`` (each with its data dictionary),
+    the group figures and the group report."""
+    from ..interfaces.reports import qc_summary_dictionary
+    from ..reports.group import GroupReport, make_group_figures, write_group_report
+    from ..reports.measures import summary_dictionary
+
     out = Path(settings.output_dir)
     found = collect_participant_qc(out, settings.participant_label)
     if not found:
         raise MissingInputError("no participant QC found; run the participant level first", out)
     summary_rows, region_rows = [], []
+    reports: dict[str, Path] = {}
     demo = False
+    table_dictionary: dict = {}
     for ents, summary_path, tsv, made_by_demo in found:
         summary = json.loads(summary_path.read_text())
         demo = demo or made_by_demo
@@ -66,26 +91,40 @@ def run_group(settings: Settings) -> list[Path]:
         if ents.get("session"):
             pid["session_id"] = f"ses-{ents['session']}"
         summary_rows.append({**pid, **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))}})
+        report = out / naming.report_path(ents["subject"], ents.get("session"))
+        if report.is_file():
+            reports[" ".join(pid.values())] = report
         if tsv.is_file():
             region_rows += [{**pid, **row} for row in read_qc_tsv(tsv)]
+            sidecar = tsv.with_suffix(".json")
+            if not table_dictionary and sidecar.is_file():
+                table_dictionary = json.loads(sidecar.read_text())
+    summary_tsv = _write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows)
+    thickness_tsv = _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows)
+    keys = [k for k in dict.fromkeys(k for r in summary_rows for k in r) if k not in _ID_COLUMNS]
+    qc_dictionary = qc_summary_dictionary()
     written = [
-        _write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows),
-        _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows),
+        summary_tsv,
+        write_json(summary_tsv.with_suffix(".json"), {**_ID_COLUMNS, **summary_dictionary(keys, qc_dictionary)}),
+        thickness_tsv,
+        write_json(thickness_tsv.with_suffix(".json"), {**_ID_COLUMNS, **table_dictionary}),
     ]
-    from ..qc.figures import plot_group_summary, plot_thickness_scatter
-
-    (out / naming.group_figure_path("summary")).parent.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "QC measures per participant (line: median)": plot_group_summary(
-            summary_rows, out / naming.group_figure_path("summary"), label_key="participant_id"
-        )
-    }
-    if region_rows:
-        figures["Thickness per region, all participants: image vs surfaces"] = plot_thickness_scatter(
-            region_rows, out / naming.group_figure_path("scatter"), title="All participants: thickness per region"
-        )
-    written += list(figures.values())
-    written.append(write_group_report(out / naming.group_report_path(), summary_rows, figures, demo))
+    figure = out / naming.group_figure_path("measures")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    figures = make_group_figures(figure, summary_rows, qc_dictionary)
+    written += [f.path for f in figures]
+    group = GroupReport(
+        rows=summary_rows,
+        reports=reports,
+        tables=[("Summary measures, one row per participant", summary_tsv),
+                ("Thickness per region, one row per participant and region", thickness_tsv)],
+        figures=figures,
+        demo=demo,
+        dictionary=qc_dictionary,
+    )
+    written.append(write_group_report(out / naming.group_report_path(), group))
     for p in written:
-        LOGGER.info("wrote %s", p)
+        LOGGER.debug("wrote %s", p)
+    LOGGER.info("group report: %s", written[-1])
+    LOGGER.info("group tables: %s, %s (data dictionaries beside them)", summary_tsv, thickness_tsv)
     return written

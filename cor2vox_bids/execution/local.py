@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..bids import naming
@@ -20,15 +19,16 @@ from ..workflows.base import SynthesisSpec, init_cor2vox_wf
 from .model import ModelInfo
 from .plan import WorkPlan, seeds_of
 from .plugins import load_plugin_file, local_plugin_args
+from .progress import ProgressTail, nipype_worker_logging
 
 LOGGER = logging.getLogger("cor2vox_bids.workflow")
 
 
 def work_dir_of(settings: Settings, run_id: str) -> Path:
-    """``-w`` (absolute), else a new folder in the system's temporary directory."""
+    """``-w`` (absolute), else ``OUTPUT_DIR/work`` (in ``.bidsignore``), so a plain rerun resumes."""
     if settings.work_dir is not None:
         return Path(settings.work_dir).resolve()
-    return Path(tempfile.gettempdir()) / naming.default_work_dir_name(run_id)
+    return naming.default_work_dir(Path(settings.output_dir)).resolve()
 
 
 def plugin_of(settings: Settings, model: ModelInfo) -> tuple[object, dict]:
@@ -108,8 +108,10 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
     )
     plugin, args = plugin_of(settings, model)
     LOGGER.info("running %d participant(s) with %s %s; work dir %s", len(plan.ready), plugin, args, work_dir)
+    nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
     try:
-        wf.run(plugin=plugin, plugin_args=args)
+        with ProgressTail(naming.progress_dir(work_dir), logging.getLogger("cor2vox_bids.progress")):
+            wf.run(plugin=plugin, plugin_args=args)
     except RuntimeError as exc:  # Nipype: "Workflow did not execute cleanly"; details in crash files
         LOGGER.debug("nipype: %s", exc)
     failures: dict[str, str] = {}

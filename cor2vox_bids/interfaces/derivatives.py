@@ -22,7 +22,7 @@ from ..bids import naming
 from ..bids.dataset import write_json
 from ..geometry import MAP_NAMES
 from ..qc.layout import QC_FOLDER
-from ..reports.html import ReportSubject, write_participant_report
+from ..reports.html import ReportSubject
 from .qc import read_figure_index
 from .synthesis import read_maps, save_volume
 
@@ -75,7 +75,8 @@ def write_participant_derivatives(
     maps_npz: Path,
     qc_dir: Path,
 ) -> tuple[list[Path], Path]:
-    """Copy images, sidecars, conditioning maps (optional), QC tables and figures; write the HTML report."""
+    """Copy images, sidecars, conditioning maps (optional), QC tables and figures; returns (files, the path of the
+    report, which the report node writes next)."""
     sub, ses = subject.subject, subject.session
     written: list[Path] = []
     for seed, path in zip(run["seeds"], synthetic):
@@ -102,13 +103,10 @@ def write_participant_derivatives(
     written.append(_copy(QC_FOLDER.path(qc_dir, "table"), output_dir / naming.qc_table_path(sub, ses)))
     written.append(_copy(QC_FOLDER.path(qc_dir, "dictionary"), output_dir / naming.qc_table_path(sub, ses, ".json")))
     written.append(_copy(QC_FOLDER.path(qc_dir, "summary"), output_dir / naming.qc_summary_path(sub, ses)))
-    figures = []
     for fig in read_figure_index(qc_dir):
         dst = output_dir / naming.figure_path(sub, ses, fig["desc"], fig["suffix"], fig["hemi"])
-        figures.append((fig, _copy(qc_dir / fig["file"], dst)))
-        written.append(dst)
-    report = write_participant_report(output_dir / naming.report_path(sub, ses), subject, run, qc_dir, figures)
-    written.append(report)
+        written.append(_copy(qc_dir / fig["file"], dst))
+    report = output_dir / naming.report_path(sub, ses)  # written after this node (interfaces.reports)
     return written, report
 
 
@@ -132,7 +130,7 @@ class _DerivOutputSpec(TraitedSpec):
 
 
 class WriteDerivatives(SimpleInterface):
-    """Copy results into the BIDS derivatives folder (names from ``bids.naming``) and write the report."""
+    """Copy results into the BIDS derivatives folder (names from ``bids.naming``); the report node follows."""
 
     input_spec = _DerivInputSpec
     output_spec = _DerivOutputSpec

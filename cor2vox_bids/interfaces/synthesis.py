@@ -105,6 +105,22 @@ def synthesize_sample(
     return save_volume(out_nii, np.asarray(volume, dtype=np.float32).reshape(maps["ribbon"].shape), affine)
 
 
+def progress_writer(directory: str, key: str, seed: int) -> Callable[[str], None]:
+    """Where a node's progress goes: appended (one line, flushed) to ``naming.progress_file`` when ``directory``
+    is set — a worker of any plugin writes there and the main process prints it — else logged here."""
+    if not directory:
+        return lambda line: LOGGER.info("%s", line)
+    path = naming.progress_file(Path(directory), key, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+
+    def write(line: str) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    return write
+
+
 # -- interfaces ----------------------------------------------------------------------------------------------
 
 
@@ -152,6 +168,8 @@ class _SynthInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("cpu", usedefault=True)
     threads = traits.Int(1, usedefault=True)
     label = traits.Str("", usedefault=True, desc="participant key, for progress messages")
+    progress_dir = traits.Str("", usedefault=True, nohash=True,
+                              desc="folder for progress lines the main process prints (empty: log them here)")
     use_gpu = traits.Bool(
         False,
         usedefault=True,
@@ -173,8 +191,10 @@ class Synthesize(SimpleInterface):
     def _run_interface(self, runtime):
         label = f"{self.inputs.label} seed {self.inputs.seed}"
 
+        report = progress_writer(self.inputs.progress_dir, self.inputs.label, self.inputs.seed)
+
         def progress(done: int, total: int) -> None:
-            LOGGER.info("%s: sampling step %d/%d", label, done, total)
+            report(f"{label}: sampling step {done}/{total}")
 
         out = synthesize_sample(
             Path(self.inputs.maps),

@@ -172,7 +172,6 @@ def _draw_mosaic(
     for row, name in enumerate(orientations):
         axis = ORIENTATIONS[name]
         u, v = [k for k in range(3) if k != axis]
-        spacing = abs(aff[axis, axis]) or 1.0
         if axis == 0 and midline is not None:
             positions = sagittal_positions(bounds[0][0], bounds[1][0], midline, n_slices)
         else:

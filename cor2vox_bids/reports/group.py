@@ -134,7 +134,8 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
             f = flags[k][i]
             text = esc(format_value(r.get(k), m))
             if f:
-                reasons.append(f"{SHORT_NAMES.get(k, m.name)} {'far from the group' if f.startswith('far') else f.split(' the ')[0]}")
+                why = "far from the group" if f.startswith("far") else f.split(" the ")[0]
+                reasons.append(f"{SHORT_NAMES.get(k, m.name)} {why}")
                 text = f"<span class='flag' title='{esc(f)}'>⚑ {text}</span>"
             cells.append(text)
         if report.crashes.get(label):
@@ -153,10 +154,10 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
     body.append(section("tables", "Full tables", "<p>Every measure of every participant:</p>" + tables))
     body.append(section("measures", "Measures across participants",
                         "".join(figure(f, path) for f in report.figures) or "<p>No figure.</p>"))
+    described = [(k, describe(k, report.dictionary)) for k in cols]
     defs = table(["Column", "Measure", "Units", "Expected", "Definition"], [
-        (esc(SHORT_NAMES.get(k, "")), esc(describe(k, report.dictionary).name), esc(describe(k, report.dictionary).units),
-         esc(expected_text(describe(k, report.dictionary))), esc(describe(k, report.dictionary).definition))
-        for k in cols], css="wide")
+        (esc(SHORT_NAMES.get(k, "")), esc(m.name), esc(m.units), esc(expected_text(m)), esc(m.definition))
+        for k, m in described], css="wide")
     body.append(section("definitions", "Definitions", defs))
     nav = [("participants", "Participants"), ("tables", "Full tables"), ("measures", "Measures"),
            ("definitions", "Definitions")]

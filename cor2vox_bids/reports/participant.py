@@ -90,6 +90,9 @@ def _join(meshes: Sequence[tuple[NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
     return np.concatenate(vs), np.concatenate(fs)
 
 
+_SHORT_KIND = {"synthetic": "synthetic T1w", "real": "real T1w, model grid", "real_native": "real T1w, native"}
+
+
 def make_participant_figures(
     name: FigureNamer,
     hemis: Sequence[Any],
@@ -100,7 +103,7 @@ def make_participant_figures(
     maps_affine: NDArray | None = None,
     vertex: Mapping[str, NDArray] | None = None,
     rows: Sequence[Mapping[str, Any]] = (),
-    kinds: Sequence[str] = ("synthetic", "real"),
+    kinds: Sequence[str] = ("synthetic", "real", "real_native"),
     clip_mm: float | None = None,
 ) -> list[FigureEntry]:
     """Draw the report's figures; returns them in display order with alt text and captions.
@@ -138,7 +141,7 @@ def make_participant_figures(
             "0.5–99.5th percentile.", *_flicker_size(mosaic)))
     if maps is not None:
         path = F.plot_conditioning_maps(maps, maps_affine if maps_affine is not None else affine,
-                                        name("conditioning", "qc", None, ".png"), titles=_CONDITIONING_TITLES,
+                                        name("conditioningmaps", "qc", None, ".png"), titles=_CONDITIONING_TITLES,
                                         units=_CONDITIONING_UNITS, clip_mm=clip_mm)
         out.append(FigureEntry(
             path, "conditioning", "Axial slice of the five conditioning maps given to the network",
@@ -164,11 +167,11 @@ def make_participant_figures(
         values = {}
         for k in kinds:
             if all(f"{h.hemi}_{k}" in vertex for h in hemis):
-                values[KIND_LABELS[k].split(" (")[0]] = {
+                values[_SHORT_KIND[k]] = {
                     h.hemi: np.asarray(vertex[f"{h.hemi}_{k}"], dtype=np.float64)
                     - np.asarray(vertex[f"{h.hemi}_surface"], dtype=np.float64) for h in hemis}
         if values:
-            path = F.plot_surface_views(meshes, values, name("vertexerror", "qc", None, ".png"),
+            path = F.plot_surface_views(meshes, values, name("thicknesserror", "qc", None, ".png"),
                                         colorbar_label="image − surface thickness (mm)")
             out.append(FigureEntry(
                 path, "qc", "Pial surfaces coloured by the thickness difference between image and surfaces",
@@ -314,15 +317,20 @@ def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping
         groups[stem] = m.group
         by_group.setdefault(m.group, {}).setdefault(stem, {})[kind] = value
     html_parts = []
-    for group in ("Cortical thickness", "Tissue", "Similarity to the real T1w", "Bookkeeping", "Other"):
+    for group in ("Cortical thickness", "Measurement diagnostics", "Tissue", "Similarity to the real T1w",
+                  "Bookkeeping", "Other"):
         stems = by_group.get(group)
         if not stems:
             continue
+        if group == "Measurement diagnostics":
+            html_parts.append("<details><summary>Measurement diagnostics: why vertices were or were not measured"
+                              "</summary>")
         kinds = [k for k in ("synthetic", "real", "real_native")
                  if any(_finite(v.get(k)) for s, v in stems.items() if not s.startswith("n_"))]
         plain = [s for s, v in stems.items() if None in v]
         per_kind = [s for s in stems if s not in plain and any(k in stems[s] for k in kinds)]
-        html_parts.append(f"<h3>{esc(group)}</h3>")
+        if group != "Measurement diagnostics":
+            html_parts.append(f"<h3>{esc(group)}</h3>")
         if per_kind:
             header = ["Measure"] + [esc(KIND_LABELS[k][0].upper() + KIND_LABELS[k][1:]) for k in kinds] + [
                 "Units", "Expected"]
@@ -347,6 +355,8 @@ def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping
                              _cell(stems[stem][None], m), esc(m.units), esc(expected_text(m))])
             html_parts.append(table(["Measure", "Value", "Units", "Expected"], rows,
                                     numeric=[False, True, False, False], css="wide"))
+        if group == "Measurement diagnostics":
+            html_parts.append("</details>")
     return "".join(html_parts)
 
 

@@ -62,6 +62,7 @@ def init_cor2vox_wf(
                     device=spec.device,
                     threads=spec.threads,
                     crashdump_dir=output_dir / naming.log_dir(p.subject, run_id),
+                    progress_dir=naming.progress_dir(Path(work_dir).resolve()),
                 )
             ]
         )

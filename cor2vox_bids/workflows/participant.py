@@ -9,8 +9,23 @@ from nipype.pipeline import engine as pe
 from ..bids.inputs import ParticipantInputs
 from ..interfaces.derivatives import WriteDerivatives
 from ..interfaces.qc import QualityControl
+from ..interfaces.reports import ParticipantReportNode
 from ..interfaces.surfaces import Ingest, ingest_inputs
 from ..interfaces.synthesis import Conditioning, RealOnGrid, Synthesize
+
+
+def report_inputs(p: ParticipantInputs) -> list[tuple[str, str]]:
+    """The inputs the report's Summary names: the T1w first, then every surface file."""
+    rows = [("T1w", str(p.t1w))] if p.t1w else [("T1w", "none (no real image: similarity measures are skipped)")]
+    what = {"white": "white surface", "pial": "pial surface", "annot": "regions (annotation)",
+            "thickness": "FreeSurfer thickness", "sphere": "registered sphere"}
+    for hemi, files in sorted(p.hemis.items()):
+        side = {"L": "Left", "R": "Right"}.get(hemi, hemi)
+        for field, label in what.items():
+            path = getattr(files, field, None)
+            if path is not None:
+                rows.append((f"{side} {label}", str(path)))
+    return rows
 
 
 def init_participant_wf(
@@ -29,6 +44,7 @@ def init_participant_wf(
     device: str,
     threads: int,
     crashdump_dir: Path,
+    progress_dir: Path | None = None,
 ) -> pe.Workflow:
     """Build the per-participant workflow (no computation happens here).
 
@@ -54,6 +70,7 @@ def init_participant_wf(
             threads=threads,
             label=p.key,
             use_gpu=gpu,
+            progress_dir=str(progress_dir or ""),
         ),
         iterfield=["seed"],
         name="synthesis",
@@ -77,6 +94,18 @@ def init_participant_wf(
         mem_gb=1.0,
         run_without_submitting=True,
     )
+    report = pe.Node(
+        ParticipantReportNode(
+            output_dir=str(output_dir),
+            subject=p.subject,
+            session=p.session or "",
+            source=p.source,
+            inputs=report_inputs(p),
+            run_json=str(run_json),
+        ),
+        name="report",
+        mem_gb=1.0,
+    )
     wf.connect(
         [
             (ingest, conditioning, [("hemispheres", "hemispheres")]),
@@ -87,11 +116,17 @@ def init_participant_wf(
             (synth, sink, [("synthetic", "synthetic")]),
             (conditioning, sink, [("maps", "maps")]),
             (qc, sink, [("qc_dir", "qc_dir")]),
+            (ingest, report, [("hemispheres", "hemispheres")]),
+            (conditioning, report, [("maps", "maps")]),
+            (synth, report, [("synthetic", "synthetic")]),
+            (qc, report, [("qc_dir", "qc_dir")]),
+            (sink, report, [("out_files", "published")]),
         ]
     )
     if p.t1w is not None:
         real = pe.Node(RealOnGrid(t1w=str(p.t1w)), name="real_on_grid", mem_gb=1.0)
-        wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")])])
+        wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")]),
+                    (real, report, [("real", "real")])])
         qc.inputs.real_native = str(p.t1w)
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir), "crashfile_format": "txt"}}

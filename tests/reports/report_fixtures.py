@@ -104,7 +104,8 @@ def build_reports(root: Path) -> dict[str, Path]:
         if i not in (1,):
             r["ssim_brain"] = 0.9640 + 0.0003 * i
     tsv = root / "group_desc-qc_summary.tsv"
-    tsv.write_text("participant_id\tssim_brain\n" + "".join(f"{r['participant_id']}\t{r['ssim_brain']}\n" for r in rows))
+    tsv.write_text("participant_id\tssim_brain\n"
+                   + "".join(f"{r['participant_id']}\t{r['ssim_brain']}\n" for r in rows))
     gfig = root / "group" / "figures"
     gfig.mkdir(parents=True)
     figures = make_group_figures(gfig / "group_desc-measures_qc.png", rows)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from report_fixtures import build_reports
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from report_fixtures import AFFINE, hemispheres, volumes
 
 from cor2vox_bids.reports import figures as F
 from cor2vox_bids.reports.measures import describe, flag, format_value
+from report_fixtures import AFFINE, hemispheres, volumes
 
 
 def test_plane_cut_of_a_sphere_is_its_circle():

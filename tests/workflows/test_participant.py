@@ -245,3 +245,28 @@ def test_figures_carry_the_hemi_entity(finished_run):
     assert "sub-01_hemi-L_desc-vertexerrorsynthetic_qc.png" in figures
     assert "sub-01_hemi-R_desc-vertexerrorreal_qc.png" in figures
     assert not [f for f in figures if "errorsyntheticL" in f or "errorrealR" in f]
+
+
+def test_reports_and_data_dictionaries_from_a_run(finished_run):
+    """The participant report (navbar, anatomy mosaic, flicker, QC) and the group report with its links; every
+    TSV/JSON has a data dictionary describing each column/key; group TSV floats are rounded."""
+    import re
+
+    out = finished_run["out"]
+    html = (out / "sub-01.html").read_text()
+    assert "<nav" in html and "href='#qc'" in html and "id='methods'" in html
+    for desc in ("mosaic_T1w.png", "flicker_T1w.svg", "regions_qc.png", "thicknesserror_qc.png"):
+        assert (out / "sub-01" / "figures" / f"sub-01_desc-{desc}").is_file(), desc
+    summary = json.loads((out / "sub-01/anat/sub-01_desc-summary_qc.json").read_text())
+    dictionary = json.loads((out / "qc_summary_dictionary.json").read_text())
+    assert set(summary) <= set(dictionary)
+    assert all(entry.get("LongName") and entry.get("Description") for entry in dictionary.values())
+    group = (out / "group_desc-qc_report.html").read_text()
+    assert "href='sub-01.html'" in group and "href='sub-02.html'" in group
+    for name in ("summary", "thickness"):
+        tsv = (out / f"group_desc-qc_{name}.tsv").read_text().splitlines()
+        described = json.loads((out / f"group_desc-qc_{name}.json").read_text())
+        assert set(tsv[0].split("\t")) <= set(described), name
+        floats = [c for line in tsv[1:] for c in line.split("\t") if re.fullmatch(r"-?\d+\.\d+", c)]
+        assert floats and all(len(c.split(".")[1]) <= 4 for c in floats), name
+    assert "work/" in (out / ".bidsignore").read_text()

@@ -1,0 +1,106 @@
+"""Progress of long-running nodes on the console, whatever the Nipype plugin: nodes append lines to files in
+``naming.progress_dir`` (workers of MultiProc, SLURM jobs on a shared filesystem, or this process under Linear),
+and :class:`ProgressTail` — a thread in the main process — prints every new complete line through the logger."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from ..bids import naming
+
+
+class ProgressTail:
+    """Context manager: while open, every ``interval`` seconds log the new lines of ``directory/*.log``."""
+
+    def __init__(self, directory: Path, logger: logging.Logger, interval: float = 1.0) -> None:
+        self.directory = Path(directory)
+        self.logger = logger
+        self.interval = interval
+        self._offsets: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cor2vox-progress", daemon=True)
+
+    def poll(self) -> list[str]:
+        """Log and return the complete lines added since the last poll (partial last lines wait)."""
+        lines: list[str] = []
+        if not self.directory.is_dir():
+            return lines
+        for path in sorted(self.directory.glob("*.log")):
+            try:
+                size = path.stat().st_size
+                start = self._offsets.get(path, 0)
+                if size < start:  # the file was started again (a rerun of the node)
+                    start = 0
+                if size == start:
+                    continue
+                with open(path, "rb") as fh:
+                    fh.seek(start)
+                    chunk = fh.read(size - start)
+            except OSError:
+                continue
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                continue
+            self._offsets[path] = start + end + 1
+            for raw in chunk[: end + 1].decode("utf-8", errors="replace").splitlines():
+                if raw.strip():
+                    lines.append(raw)
+                    self.logger.info("%s", raw)
+        return lines
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self) -> ProgressTail:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for path in self.directory.glob("*.log"):  # lines of an earlier run are not news
+            try:
+                self._offsets[path] = path.stat().st_size
+            except OSError:
+                pass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()
+
+
+def closing_summary(
+    logger: logging.Logger,
+    output_dir: Path,
+    reports: list[Path],
+    failures: dict[str, str],
+    work_dir: Path | None = None,
+) -> list[str]:
+    """The last lines of a run: where the outputs are, each report, each failed participant (with why), and the
+    work folder a rerun resumes from. Returns the lines (also logged)."""
+    lines = [f"outputs: {Path(output_dir)}"]
+    lines += [f"report: {r}" for r in reports if Path(r).is_file()]
+    if failures:
+        crash_dir = naming.log_dir("<label>", "<run-id>")
+        lines.append(f"FAILED: {', '.join(sorted(failures))} (reasons above; crash files in {crash_dir})")
+    if work_dir is not None:
+        lines.append(f"work folder (rerun with the same OUTPUT_DIR or -w to resume): {work_dir}")
+    for line in lines:
+        (logger.error if line.startswith("FAILED") else logger.info)("%s", line)
+    return lines
+
+
+def nipype_worker_logging(directory: Path, verbose: int) -> Path:
+    """Nipype's log levels for worker processes too (they read their config at import, from
+    ``NIPYPE_CONFIG_DIR/nipype.cfg``): node chatter only with ``-v``, so progress lines stay readable."""
+    level = "INFO" if verbose >= 1 else "WARNING"
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = directory / "nipype.cfg"
+    cfg.write_text(f"[logging]\nworkflow_level = {level}\ninterface_level = {level}\nutils_level = {level}\n"
+                   "[monitoring]\nenabled = false\n")
+    import os
+
+    os.environ["NIPYPE_CONFIG_DIR"] = str(directory)
+    return cfg

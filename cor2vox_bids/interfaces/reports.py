@@ -1,0 +1,158 @@
+"""The participant report node: reads what the run produced (surfaces, maps, images, the QC folder, the run's
+config snapshot), draws the report's figures into the derivatives' ``figures/`` folder and writes
+``sub-<label>.html``; also the dataset-level data dictionary of the QC summary JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from .. import __version__
+from ..bids import naming
+from ..bids.dataset import write_json
+from ..geometry.surfaces import load_hemispheres
+from ..qc.layout import QC_FOLDER
+from ..qc.regions import read_qc_tsv
+from ..reports.measures import summary_dictionary
+from ..reports.participant import ParticipantReport, make_participant_figures, write_participant_report
+from .synthesis import read_maps
+
+
+def qc_summary_dictionary() -> dict[str, dict[str, Any]]:
+    """The QC's own dictionary of the summary keys (``<kind>`` patterns), when the QC provides one."""
+    try:
+        from ..qc.participant import SUMMARY_DICTIONARY
+    except ImportError:  # an older QC without a summary dictionary: the report's own table describes the keys
+        return {}
+    return dict(SUMMARY_DICTIONARY)
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def build_participant_report(
+    output_dir: Path,
+    subject: str,
+    session: str | None,
+    source: str,
+    inputs: list[tuple[str, str]],
+    run: dict,
+    hemispheres_npz: Path,
+    maps_npz: Path,
+    synthetic: list[Path],
+    real: Path | None,
+    qc_dir: Path,
+) -> tuple[Path, list[Path]]:
+    """Figures and the HTML report of one participant in ``output_dir``; returns (report, written files)."""
+    output_dir = Path(output_dir)
+    hemis = load_hemispheres(hemispheres_npz)
+    maps, maps_affine = read_maps(maps_npz)
+    syn_img = nib.load(str(synthetic[0]))
+    real_arr = None
+    if real is not None:
+        real_img = nib.load(str(real))
+        real_arr = (np.asarray(real_img.dataobj, dtype=np.float32), real_img.affine)
+    vertex_path = QC_FOLDER.path(qc_dir, "vertex")
+    vertex = dict(np.load(vertex_path)) if vertex_path.is_file() else None
+    rows = read_qc_tsv(QC_FOLDER.path(qc_dir, "table"))
+    summary = _json(QC_FOLDER.path(qc_dir, "summary"))
+    model = run.get("model", {})
+    card = _json(Path(model.get("path", "")) / "model_card.json") if model.get("path") else {}
+    config = _json(Path(model.get("path", "")) / "config.json") if model.get("path") else {}
+    clip = (config.get("conditions") or {}).get("sdf_clip_mm") if isinstance(config.get("conditions"), dict) else None
+
+    def name(desc: str, suffix: str, hemi: str | None, extension: str) -> Path:
+        path = output_dir / naming.figure_path(subject, session, desc, suffix, hemi, extension)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    kinds = ["synthetic", "real", "real_native"] if real is not None else ["synthetic"]
+    figures = make_participant_figures(
+        name, hemis, (np.asarray(syn_img.dataobj, dtype=np.float32), syn_img.affine), real=real_arr, maps=maps,
+        maps_affine=maps_affine, vertex=vertex, rows=rows, kinds=kinds, clip_mm=float(clip) if clip else None)
+    run_id = run.get("run_id")
+    snapshot = _json(output_dir / naming.config_snapshot_path(run_id)) if run_id else {}
+    crash_dir = output_dir / naming.log_dir(subject, run_id) if run_id else None
+    crashes = sorted(crash_dir.glob(naming.NIPYPE_CRASH_GLOB)) if crash_dir and crash_dir.is_dir() else []
+    outputs = [("Synthetic T1w", output_dir / naming.synth_path(subject, session, s, run.get("num_samples", 1)))
+               for s in run.get("seeds", [])]
+    outputs += [("Thickness per region (TSV)", output_dir / naming.qc_table_path(subject, session)),
+                ("Its data dictionary", output_dir / naming.qc_table_path(subject, session, ".json")),
+                ("QC summary (JSON)", output_dir / naming.qc_summary_path(subject, session)),
+                ("Data dictionary of the QC summary", output_dir / naming.summary_dictionary_path())]
+    report = ParticipantReport(
+        subject=subject, session=session, surfaces_source=source, inputs=inputs, run=run, summary=summary,
+        rows=rows, figures=figures, summary_dictionary=qc_summary_dictionary(),
+        table_dictionary=_json(QC_FOLDER.path(qc_dir, "dictionary")),
+        outputs=[(w, p) for w, p in outputs if p.is_file() or p.name.endswith(".json")], crash_files=crashes,
+        versions=snapshot.get("versions") or {"cor2vox-bids": __version__}, model_card=card,
+        started=snapshot.get("started"), run_id=run_id, command=snapshot.get("command"))
+    path = write_participant_report(output_dir / naming.report_path(subject, session), report)
+    return path, [f.path for f in figures]
+
+
+def write_summary_dictionary(output_dir: Path, summary_keys: list[str]) -> Path:
+    """``qc_summary_dictionary.json``: LongName, Description, Units (and expected range) of every key of the
+    participants' ``desc-summary_qc.json`` files (the keys of this run's QC; merged with an existing file)."""
+    path = Path(output_dir) / naming.summary_dictionary_path()
+    current = _json(path)
+    current.update(summary_dictionary(summary_keys, qc_summary_dictionary()))
+    return write_json(path, dict(sorted(current.items())))
+
+
+class _ReportInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True)
+    subject = traits.Str(mandatory=True)
+    session = traits.Str(desc="session label (optional)")
+    source = traits.Enum("freesurfer", "gifti", mandatory=True)
+    inputs = traits.List(traits.Tuple(traits.Str, traits.Str), desc="(what, file) rows of the Summary")
+    run_json = File(exists=True, mandatory=True)
+    hemispheres = File(exists=True, mandatory=True)
+    maps = File(exists=True, mandatory=True)
+    synthetic = InputMultiObject(File(exists=True), mandatory=True)
+    real = File(exists=True, desc="real T1w on the model grid (optional)")
+    qc_dir = traits.Directory(exists=True, mandatory=True)
+    published = traits.List(traits.Str, desc="the derivatives node's files (orders this node after it)")
+
+
+class _ReportOutputSpec(TraitedSpec):
+    report = traits.Str()
+    figures = traits.List(traits.Str)
+
+
+class ParticipantReportNode(SimpleInterface):
+    """Draw the report's figures and write ``sub-<label>.html`` (after the derivatives are published)."""
+
+    input_spec = _ReportInputSpec
+    output_spec = _ReportOutputSpec
+    always_run = True
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        session = i.session if isdefined(i.session) and i.session else None
+        report, figures = build_participant_report(
+            Path(i.output_dir), i.subject, session, i.source, [tuple(x) for x in i.inputs] if isdefined(i.inputs)
+            else [], json.loads(Path(i.run_json).read_text()), Path(i.hemispheres), Path(i.maps),
+            [Path(p) for p in i.synthetic], Path(i.real) if isdefined(i.real) else None, Path(i.qc_dir))
+        summary = _json(QC_FOLDER.path(Path(i.qc_dir), "summary"))
+        write_summary_dictionary(Path(i.output_dir), list(summary))
+        self._results["report"] = str(report)
+        self._results["figures"] = [str(f) for f in figures]
+        return runtime

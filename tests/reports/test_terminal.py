@@ -1,0 +1,86 @@
+"""Terminal output: progress from worker files, the closing summary, --help without pydantic notation, close-match
+suggestions for unknown options, the default work folder inside OUTPUT_DIR."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cor2vox_bids.bids import naming
+from cor2vox_bids.execution.progress import ProgressTail, closing_summary
+
+
+def test_progress_tail_prints_complete_new_lines_once(tmp_path, caplog):
+    folder = tmp_path / "progress"
+    folder.mkdir()
+    old = folder / "sub-01_seed-0.log"
+    old.write_text("from an earlier run\n")
+    logger = logging.getLogger("test.progress")
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        with ProgressTail(folder, logger, interval=60) as tail:
+            with open(old, "a") as fh:
+                fh.write("sub-01 seed 0: sampling step 1/2\nsub-01 seed 0: sampl")
+            assert tail.poll() == ["sub-01 seed 0: sampling step 1/2"]
+            with open(old, "a") as fh:
+                fh.write("ing step 2/2\n")
+            (folder / "sub-02_seed-0.log").write_text("sub-02 seed 0: sampling step 1/2\n")
+            assert tail.poll() == ["sub-01 seed 0: sampling step 2/2", "sub-02 seed 0: sampling step 1/2"]
+            assert tail.poll() == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert "from an earlier run" not in messages
+    assert messages.count("sub-01 seed 0: sampling step 2/2") == 1
+
+
+def test_synthesis_progress_goes_to_the_file_the_main_process_reads(tmp_path):
+    from cor2vox_bids.interfaces.synthesis import progress_writer
+
+    write = progress_writer(str(tmp_path), "sub-01", 3)
+    write("sub-01 seed 3: sampling step 1/10")
+    assert naming.progress_file(tmp_path, "sub-01", 3).read_text() == "sub-01 seed 3: sampling step 1/10\n"
+
+
+def test_closing_summary_names_outputs_reports_failures_and_work_folder(tmp_path):
+    report = tmp_path / "sub-01.html"
+    report.write_text("x")
+    lines = closing_summary(logging.getLogger("test"), tmp_path, [report, tmp_path / "missing.html"],
+                            {"sub-02": "boom"}, tmp_path / "work")
+    text = "\n".join(lines)
+    assert f"outputs: {tmp_path}" in text and f"report: {report}" in text and "missing.html" not in text
+    assert "FAILED: sub-02" in text and "work folder" in text
+
+
+def _help() -> str:
+    from cor2vox_bids.cli.run import get_parser
+
+    return get_parser().format_help()
+
+
+def test_help_has_no_pydantic_notation_and_shows_defaults():
+    text = _help()
+    assert "[ge" not in text and "le 1000]" not in text and "gt 0]" not in text
+    flat = " ".join(text.split())
+    assert "--random-seed RANDOM_SEED Seed of the first sample; sample i uses random-seed + i. Default: 0." in flat
+    assert "Range: 1 to 1000." in flat and "OUTPUT_DIR/work" in flat
+
+
+@pytest.mark.parametrize("typo,suggestion",
+                         [("--random-sed", "--random-seed"), ("--participant-lable", "--participant-label")])
+def test_unknown_option_gets_a_close_match(typo, suggestion):
+    from cor2vox_bids.cli.parser import parse_settings
+    from cor2vox_bids.cli.run import main
+    from cor2vox_bids.errors import UsageError
+    from cor2vox_bids.settings import Settings
+
+    with pytest.raises(UsageError, match=f"did you mean {suggestion}"):
+        parse_settings(Settings, ["in", "out", "participant", typo, "1"], "cor2vox-bids", "")
+    assert main(["in", "out", "participant", typo, "1"]) == 64
+
+
+def test_default_work_folder_is_inside_the_output_and_ignored(tmp_path):
+    from cor2vox_bids.execution.local import work_dir_of
+    from cor2vox_bids.settings import Settings
+
+    s = Settings(bids_dir=tmp_path / "in", output_dir=tmp_path / "out", analysis_level="participant")
+    assert work_dir_of(s, "run") == (tmp_path / "out" / "work").resolve()
+    assert "work/" in naming.BIDSIGNORE
