@@ -41,7 +41,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from ..errors import MissingInputError, ParticipantError, UsageError
 from .atlas import DK_REGIONS
-from .intersections import flipped_faces, mesh_crossings, self_intersections
+from .intersections import NewIntersections, flipped_faces
 from .surfaces import Hemisphere
 from .thickness import closest_distance, cortical_thickness
 
@@ -449,10 +449,6 @@ class ThinnedPial:
         }
 
 
-def _pair_keys(pairs: NDArray, n: int) -> NDArray[np.int64]:
-    return np.unique(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
-
-
 def _line_geometry(white: NDArray, pial: NDArray, floor_mm: float) -> tuple[NDArray, NDArray]:
     """Unit white→pial directions (zero where the two vertices coincide) and the room above the floor (mm)."""
     delta = pial - white
@@ -518,10 +514,13 @@ def thin_pial(
     displacement_mm: NDArray,
     floor_mm: float = DEFAULT_FLOOR_MM,
     check: bool = True,
+    checker: NewIntersections | None = None,
 ) -> ThinnedPial:
     """Move each pial vertex towards its white vertex by ``displacement_mm`` (per vertex, ≥ 0), never closer
     than ``floor_mm``; with ``check``, displacements of vertices whose faces make new intersections are backed off
-    (see the module docstring) and the remaining new intersections counted (0 unless back-off ran out)."""
+    (see the module docstring) and the remaining new intersections counted (0 unless back-off ran out).
+    ``checker``: a :class:`NewIntersections` of this pial (and white) mesh prepared for these moves (reused
+    across steps); made here when not given."""
     w = np.asarray(white_vertices, dtype=np.float64)
     p = np.asarray(pial_vertices, dtype=np.float64)
     f = np.asarray(pial_faces, dtype=np.int64)
@@ -536,19 +535,16 @@ def thin_pial(
     moved = disp > 0
     if not check or not moved.any():
         return ThinnedPial(p - disp[:, None] * direction, disp, int(moved.sum()), n_floored, 0, 0, 0, 0, 0, 0)
+    if checker is None:
+        checker = NewIntersections(p, f, moved, w, white_faces)
+    base_self, base_cross = checker.baseline_counts
     faces_moved = moved[f].any(axis=1)
-    wf = np.asarray(white_faces, dtype=np.int64)
-    nf = len(f)
-    base_self = _pair_keys(self_intersections(p, f, faces_moved), nf)
-    base_cross = _pair_keys(mesh_crossings(p, f, w, wf, faces_moved), len(wf))
     backed = np.zeros(len(p), dtype=bool)
     halvings = np.zeros(len(p), dtype=np.int64)
+    changed = None  # after a back-off, only faces around the vertices it moved can change state
     while True:
         new_v = p - disp[:, None] * direction
-        pairs_s = self_intersections(new_v, f, faces_moved)
-        pairs_c = mesh_crossings(new_v, f, w, wf, faces_moved)
-        new_s = pairs_s[~np.isin(_pair_keys_raw(pairs_s, nf), base_self)]
-        new_c = pairs_c[~np.isin(_pair_keys_raw(pairs_c, len(wf)), base_cross)]
+        new_s, new_c = checker.check(new_v, changed)
         flipped = flipped_faces(p, new_v, f) & faces_moved
         bad_faces = np.unique(np.concatenate([new_s.ravel(), new_c[:, 0], np.flatnonzero(flipped)]))
         bad_vertices = np.unique(f[bad_faces].ravel()) if bad_faces.size else np.zeros(0, dtype=np.int64)
@@ -556,15 +552,13 @@ def thin_pial(
         if bad_vertices.size == 0:
             return ThinnedPial(
                 new_v, disp, int((disp > 0).sum()), n_floored, int(backed.sum()),
-                len(new_s), len(new_c), int(flipped.sum()), len(base_self), len(base_cross),
+                len(new_s), len(new_c), int(flipped.sum()), base_self, base_cross,
             )
         backed[bad_vertices] = True
         halvings[bad_vertices] += 1
         disp[bad_vertices] = np.where(halvings[bad_vertices] > MAX_BACKOFF, 0.0, 0.5 * disp[bad_vertices])
-
-
-def _pair_keys_raw(pairs: NDArray, n: int) -> NDArray[np.int64]:
-    return pairs[:, 0].astype(np.int64) * n + pairs[:, 1]
+        changed = np.zeros(len(p), dtype=bool)
+        changed[bad_vertices] = True
 
 
 def thinned_series(
@@ -580,11 +574,15 @@ def thinned_series(
     w, p = hemisphere.white, hemisphere.pial
     out: list[ThinnedPial] = []
     previous = None
+    checker = None
+    movable = pres.amount_mm > 0
+    if check and movable.any():  # the baseline's intersections are found once for every step
+        checker = NewIntersections(p.vertices, p.faces, movable, w.vertices, w.faces)
     for k in range(1, spec.steps + 1):
         target = pres.at_step(spec, k)
         start = None if previous is None else previous * (k / (k - 1))
         disp = solve_displacement(w.vertices, w.faces, p.vertices, p.faces, target, spec.floor_mm,
                                   iterations=iterations, start=start)
-        out.append(thin_pial(w.vertices, w.faces, p.vertices, p.faces, disp, spec.floor_mm, check))
+        out.append(thin_pial(w.vertices, w.faces, p.vertices, p.faces, disp, spec.floor_mm, check, checker))
         previous = disp
     return out
