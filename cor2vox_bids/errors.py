@@ -78,6 +78,13 @@ class OutputError(RunError):
     exit_code = ExitCode.CANT_CREATE
 
 
+class CorruptTableError(RunError):
+    """Group level: a participant's QC table is corrupt. That participant is left out of the group outputs (a
+    warning names the file), the others are written, and the run ends with 65."""
+
+    exit_code = ExitCode.DATA
+
+
 class IOFailure(RunError):
     exit_code = ExitCode.IO
 

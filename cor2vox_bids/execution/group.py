@@ -6,15 +6,25 @@ import csv
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 from ..bids import naming
 from ..bids.dataset import write_json
-from ..errors import MissingInputError
+from ..errors import CorruptTableError, MissingInputError
 from ..qc.regions import read_qc_tsv
 from ..settings import Settings
 
 LOGGER = logging.getLogger("cor2vox_bids.group")
+
+
+def _says_demo(sidecar: Path) -> bool:
+    """``ModelIsDemo`` of a synthetic T1w sidecar (an unreadable sidecar counts as DEMO: the notice stays on)."""
+    try:
+        return bool(json.loads(sidecar.read_text(encoding="utf-8")).get("ModelIsDemo"))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        LOGGER.warning("%s: unreadable sidecar; the DEMO notice is kept on", sidecar)
+        return True
 
 
 def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[tuple[dict, Path, Path, bool]]:
@@ -23,8 +33,11 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
     from bids import BIDSLayout
 
     # the default work folder (OUTPUT_DIR/work) and the logs hold no derivatives: do not crawl them
+    from bids.layout import BIDSLayoutIndexer
+
+    skip = [naming.default_work_dir(Path(".")).name, "log", "group", "code", "sourcedata", re.compile(r"^\.")]
     layout = BIDSLayout(str(output_dir), validate=False, is_derivative=True,
-                        ignore=[".git", naming.default_work_dir(Path(".")).name, "log", "group"])
+                        indexer=BIDSLayoutIndexer(validate=False, ignore=skip))
     found = []
     for f in layout.get(suffix="qc", desc="summary", extension=".json"):
         ents = f.get_entities()
@@ -37,7 +50,7 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
             for s in layout.get(subject=sub, suffix="T1w", extension=".json")
             if s.get_entities().get("session") == ses
         ]
-        demo = any(bool(json.loads(Path(s.path).read_text()).get("ModelIsDemo")) for s in sidecars)
+        demo = any(_says_demo(Path(s.path)) for s in sidecars)
         found.append((ents, Path(f.path), tsv, demo))
     return sorted(found, key=lambda x: (x[0]["subject"], x[0].get("session") or ""))
 
@@ -69,6 +82,24 @@ _ID_COLUMNS = {
 }
 
 
+def read_participant_tables(summary_path: Path, tsv: Path) -> tuple[dict, list[dict] | None]:
+    """One participant's QC summary (JSON object) and thickness rows (None without a TSV); a corrupt file raises
+    :class:`CorruptTableError` naming it."""
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptTableError(f"corrupt QC summary ({' '.join(str(exc).split())})", summary_path) from None
+    if not tsv.is_file():
+        return summary, None
+    try:
+        rows = read_qc_tsv(tsv)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError) as exc:
+        raise CorruptTableError(f"corrupt QC table ({' '.join(str(exc).split())})", tsv) from None
+    return summary, rows
+
+
 def run_group(settings: Settings) -> list[Path]:
     """Write ``group_desc-qc_summary.tsv`` and ``group_desc-qc_thickness.tsv`` (each with its data dictionary),
     the group figures and the group report."""
@@ -84,8 +115,14 @@ def run_group(settings: Settings) -> list[Path]:
     reports: dict[str, Path] = {}
     demo = False
     table_dictionary: dict = {}
+    skipped: dict[Path, str] = {}  # a corrupt participant table: named, that participant left out, exit 65 at the end
     for ents, summary_path, tsv, made_by_demo in found:
-        summary = json.loads(summary_path.read_text())
+        try:
+            summary, rows = read_participant_tables(summary_path, tsv)
+        except CorruptTableError as exc:
+            LOGGER.warning("sub-%s left out of the group tables: %s", ents["subject"], exc)
+            skipped[exc.path] = str(exc)
+            continue
         demo = demo or made_by_demo
         pid = {"participant_id": f"sub-{ents['subject']}"}
         if ents.get("session"):
@@ -94,11 +131,18 @@ def run_group(settings: Settings) -> list[Path]:
         report = out / naming.report_path(ents["subject"], ents.get("session"))
         if report.is_file():
             reports[" ".join(pid.values())] = report
-        if tsv.is_file():
-            region_rows += [{**pid, **row} for row in read_qc_tsv(tsv)]
+        if rows is not None:
+            region_rows += [{**pid, **row} for row in rows]
             sidecar = tsv.with_suffix(".json")
             if not table_dictionary and sidecar.is_file():
-                table_dictionary = json.loads(sidecar.read_text())
+                try:
+                    table_dictionary = json.loads(sidecar.read_text())
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                    LOGGER.warning("%s: unreadable data dictionary; another participant's is used", sidecar)
+    if not summary_rows:
+        first = next(iter(skipped))
+        raise CorruptTableError(f"every participant's QC table is corrupt ({len(skipped)}); nothing to collect",
+                                first)
     summary_tsv = _write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows)
     thickness_tsv = _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows)
     keys = [k for k in dict.fromkeys(k for r in summary_rows for k in r) if k not in _ID_COLUMNS]
@@ -127,4 +171,8 @@ def run_group(settings: Settings) -> list[Path]:
         LOGGER.debug("wrote %s", p)
     LOGGER.info("group report: %s", written[-1])
     LOGGER.info("group tables: %s, %s (data dictionaries beside them)", summary_tsv, thickness_tsv)
+    if skipped:
+        first = next(iter(skipped))
+        raise CorruptTableError(f"{len(skipped)} participant table(s) corrupt and left out of the group outputs "
+                                f"(the others were written); first: {skipped[first]}", first)
     return written
