@@ -177,7 +177,10 @@ def read_gifti_surface(path: str | Path) -> Surface:
         if not points or not tris:
             raise ValueError("no POINTSET/TRIANGLE data arrays")
         vertices = np.asarray(points[0].data, dtype=np.float64)
-        faces = np.asarray(tris[0].data, dtype=np.int64)
+        raw_faces = np.asarray(tris[0].data)
+        if not np.issubdtype(raw_faces.dtype, np.integer) and not np.array_equal(raw_faces, np.round(raw_faces)):
+            raise ValueError(f"TRIANGLE face indices must be integers, the file holds {raw_faces.dtype} fractions")
+        faces = raw_faces.astype(np.int64)
     except Exception as exc:
         raise SurfaceError(f"unreadable or truncated GIFTI surface ({exc})", path=path) from exc
     _check_mesh_arrays(vertices, faces, path)
