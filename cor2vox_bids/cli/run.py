@@ -159,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     setup_logging(settings.verbose)
+    from ..execution.console import keep_tracebacks_off_console
+    from ..execution.lifetime import end_workers_with_main
+
+    keep_tracebacks_off_console(settings.verbose)  # node tracebacks go to crash files only
+    end_workers_with_main()  # SIGTERM/SIGHUP end the workers first (SIGKILL: they watch this process)
     run_id = new_run_id()
     try:
         prepare_output(settings)
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             where = f"; details in {crash}"
         except OSError:
             where = ""
-        LOGGER.error("unexpected error: %s%s", exc, where)
+        LOGGER.error("unexpected error: %s%s", " ".join(str(exc).split()), where)
         return int(ExitCode.ERROR)
 
 

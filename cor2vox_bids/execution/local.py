@@ -38,7 +38,9 @@ def plugin_of(settings: Settings, model: ModelInfo) -> tuple[object, dict]:
     args = {**local_plugin_args(settings), "raise_insufficient": False}
     if model.device.startswith("cuda"):
         args["n_gpu_procs"] = 1  # one synthesis node on the GPU at a time
-    return "MultiProc", args
+    from .lifetime import multiproc_plugin
+
+    return multiproc_plugin(args), args  # MultiProc whose workers end with this process
 
 
 def crash_message(crash_dir: Path) -> str | None:
