@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingInputError, MissingParticipantFileError, UsageError
+from ..geometry.surfaces import HEMIS
 from ..settings import Settings
 from .preflight import check_filter_entities, check_session_labels
 
 LOGGER = logging.getLogger("cor2vox_bids.inputs")
 
-HEMIS = ("L", "R")
 FS_HEMI = {"L": "lh", "R": "rh"}
 SOURCES = ("freesurfer", "gifti")
 #: dataset names used in BIDS URIs of the sources (``bids:<name>:<path>``)
@@ -294,9 +294,14 @@ def collect_inputs(settings: Settings) -> tuple[list[ParticipantInputs], list[In
                     if unfiltered is not None:
                         raise MissingParticipantFileError(
                             f"the t1w query matches none of {participant_key(subject, session)}'s T1w images "
-                            f"(e.g. {unfiltered.name})", Path(settings.bids_filter_file))
-                    LOGGER.warning("%s: no T1w image found; the surface-to-T1w frame and identity checks and the "
-                                   "image QC are off for it", participant_key(subject, session))
+                            f"(e.g. {unfiltered.name})",
+                            Path(settings.bids_filter_file),
+                        )
+                    LOGGER.warning(
+                        "%s: no T1w image found; the surface-to-T1w frame and identity checks and the "
+                        "image QC are off for it",
+                        participant_key(subject, session),
+                    )
                 if smriprep is not None:
                     item = ParticipantInputs(
                         subject,

@@ -17,7 +17,7 @@ LAYERS = {
     "settings": 1,
     "geometry": 2,
     "diffusion": 2,
-    "bids": 2,
+    "bids": 3,
     "qc": 3,
     "demodata": 3,
     "reports": 4,
