@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Measure a trained model on held-out participants with the QC code and write its model card.
 
-    python scripts/model_card.py MODEL_DIR BIDS_DIR --participant-label 15 16 [--work WORK]
+    python scripts/model_card.py MODEL_DIR BIDS_DIR --participant-label 15 16 [--work WORK] [--verify]
 
 For each held-out participant: synthesize one image (seed 0, 10 steps) with the same steps the BIDS App uses,
 run the same QC (``interfaces.qc.run_qc``) with the participant's real T1w, and compare with a trivial baseline: the
 undeformed template T1 (fsaverage5, placed in the participant's scanner frame) against the same real image.
-Writes ``model_card.json`` and ``model_card.md`` into MODEL_DIR.
+Writes ``model_card.json`` and ``model_card.md`` into MODEL_DIR. Every number of the card is computed here: the
+held-out table from this run, the training lines from the model's ``config.json`` and ``train_log.tsv``. With
+``--verify`` nothing is written: the held-out numbers are recomputed and compared with the stored
+``model_card.json`` (exit 1 when one differs by more than 1e-6 relative, or is missing).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
         synth = synthesize_sample(d / "maps.npz", model, 0, 10, 1.0, "cpu", d / "synth.nii.gz")
         seconds = time.perf_counter() - t0
         real = real_on_grid(p.t1w, d / "maps.npz", d / "real.nii.gz")
-        qc_dir = run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc")
+        qc_dir = run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc", real_native=p.t1w)
         summary = json.loads(QC_FOLDER.path(qc_dir, "summary").read_text())
         maps, affine = read_maps(d / "maps.npz")
         base = template_baseline(p.orig, d / "maps.npz", d / "template.nii.gz")
@@ -114,9 +117,60 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
 
 
 def fmt(v) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.3f}"
     return str(v)
+
+
+IMAGE_KINDS = (("synthetic", "synthetic (model grid)"), ("real", "real T1w on the model grid"),
+               ("real_native", "real T1w at its own resolution"))
+
+
+def thickness_table(results: list[dict]) -> list[str]:
+    """One row per participant and image: coverage first, then the agreement the coverage allows."""
+    head = ["participant", "image", "slab model", "coverage", "region r", "vertex r", "median image − surface (mm)",
+            "region MAD (mm)", "misfit", "unresolved"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        for kind, label in IMAGE_KINDS:
+            if f"coverage_{kind}" not in r:
+                continue
+            region_r = fmt(r.get(f"pearson_r_{kind}"))
+            if r.get(f"pearson_r_note_{kind}"):
+                region_r = f"n/a ({r[f'pearson_r_note_{kind}']})"
+            cells = [r["participant"], label, r.get(f"slab_model_{kind}", "n/a"), fmt(r.get(f"coverage_{kind}")),
+                     region_r, fmt(r.get(f"pearson_r_vertex_{kind}")), fmt(r.get(f"median_diff_mm_{kind}")),
+                     fmt(r.get(f"mean_abs_diff_mm_{kind}")), fmt(r.get(f"fraction_misfit_{kind}")),
+                     fmt(r.get(f"fraction_unresolved_{kind}"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def verify(model: Path, results: list[dict]) -> int:
+    """Compare recomputed held-out numbers with the stored card; print every difference; 0 when all agree."""
+    stored = {r["participant"]: r for r in json.loads((model / "model_card.json").read_text())["held_out"]}
+    bad = 0
+    for r in results:
+        old = stored.get(r["participant"])
+        if old is None:
+            print(f"{r['participant']}: not in the stored card")
+            bad += 1
+            continue
+        for key, value in r.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or key == "seconds_synthesis":
+                continue
+            ref = old.get(key)
+            same = (isinstance(ref, (int, float)) and (math.isclose(value, ref, rel_tol=1e-6, abs_tol=1e-9)
+                                                       or (math.isnan(value) and math.isnan(ref))))
+            if ref is None and isinstance(value, float) and not math.isfinite(value):
+                same = True
+            if not same:
+                print(f"{r['participant']} {key}: card {ref}, rerun {value}")
+                bad += 1
+    print("every held-out number of the card reproduced" if not bad else f"{bad} numbers differ")
+    return 1 if bad else 0
 
 
 def write_card(model: Path, results: list[dict]) -> None:
@@ -132,11 +186,11 @@ def write_card(model: Path, results: list[dict]) -> None:
             "held_out": results}
     (model / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     cols = ["participant", "ssim_brain", "baseline_ssim_brain", "psnr_brain", "mae_brain", "ssim_head",
-            "pearson_r_synthetic", "pearson_r_real", "mean_abs_diff_mm_synthetic", "mean_abs_diff_mm_real",
             "ribbon_dice_synthetic", "ribbon_dice_real", "dk_regions_ordered_synthetic", "dk_regions_ordered_real",
             "seconds_synthesis"]
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(fmt(r.get(c, "n/a")) for c in cols) + " |" for r in results]
+    thick = thickness_table(results)
     tr = cfg.get("training", {})
     head = rows[0] if rows else []
     recs = [dict(zip(head, r)) for r in rows[1:]]
@@ -184,12 +238,23 @@ held-out participants, from the EMA weights (shipped) and from the raw training 
 
 SSIM/PSNR/MAE: synthetic vs the participant's real T1w on the model grid, inside the pial surfaces (brain) or the
 head. Baseline: the undeformed template T1 placed in the participant's scanner frame vs the same real image.
-Thickness r / MAD: across the 68 DK regions, image-measured vs surface thickness, on the synthetic and on the real
-image (the latter shows the measure's own error). Ribbon Dice: 3-class GMM grey matter vs the surfaces' ribbon.
+Ribbon Dice: grey-matter class of a 3-class mixture fitted inside the pial surface + 3 mm vs the surfaces' ribbon.
 DK ordered: regions whose mean intensity is WM > GM > CSF (sampled {cfg['grid']['spacing_mm']} mm inside white,
 mid-cortex, {cfg['grid']['spacing_mm']} mm outside pial).
 
 {chr(10).join(table)}
+
+### Cortical thickness measured in the images (docs/qc.md)
+
+Thickness with FreeSurfer's definition measured in each image by fitting a blurred grey-matter slab along both of
+FreeSurfer's lines per vertex, compared with the surfaces' thickness. Coverage: fraction of cortex vertices the
+measure resolves (the slab model fits and the thickness has a standard error ≤ 0.5 mm); region r (68 DK regions,
+regions covered ≥ 50 %) is reported only when at least half of the cortex was measured, otherwise n/a with the
+coverage. "slab model" says whether the image shows a cortical slab at all (else nothing is measured and the reason
+is given). The real T1w rows show what the data allow: the coverage and agreement the measure reaches on the
+participant's own image, on the model grid and at its own resolution.
+
+{chr(10).join(thick)}
 
 Reproduce: `bash scripts/train_demo_model.sh` (from scratch; same weights for the same seed on the same CPU kind).
 """
@@ -202,9 +267,12 @@ def main() -> None:
     ap.add_argument("bids", type=Path)
     ap.add_argument("--participant-label", nargs="+", required=True)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--verify", action="store_true", help="recompute and compare with the stored card; write nothing")
     args = ap.parse_args()
     work = args.work or args.model.parent / "model_card_work"
     results = evaluate(args.model, args.bids, args.participant_label, work)
+    if args.verify:
+        raise SystemExit(verify(args.model, results))
     write_card(args.model, results)
     print((args.model / "model_card.md").read_text())
 

@@ -136,16 +136,20 @@ def _pearson(x: NDArray, y: NDArray) -> float:
 
 
 def plot_thickness_scatter(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None) -> Path:
-    """Region mean thickness: surface (x) vs image (y) for the synthetic and real T1w, identity line, r in legend."""
-    x = _values(rows, "thickness_surface")
+    """Region mean thickness: surface (x) vs image (y) for each image kind, identity line, r in legend.
+
+    x is the surface mean over the vertices measured in that image (``thickness_surface_<kind>``) when the rows
+    have it (the paired comparison of the summary's r), else over all the region's vertices."""
+    x_all = _values(rows, "thickness_surface")
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
-    everything = [x]
+    everything = [x_all]
     for kind, (colour, marker) in _KIND_STYLE.items():
         y = _values(rows, f"thickness_{kind}")
         if not np.isfinite(y).any():
             continue
-        everything.append(y)
+        x = _values(rows, f"thickness_surface_{kind}") if rows and f"thickness_surface_{kind}" in rows[0] else x_all
+        everything += [x, y]
         ax.scatter(x, y, s=16, c=colour, marker=marker, alpha=0.8, label=f"{kind} (r = {_pearson(x, y):.2f})")
     stacked = np.concatenate(everything)
     stacked = stacked[np.isfinite(stacked)]
@@ -242,7 +246,7 @@ def plot_error_maps(
         ax.set_ylim(-90, 90)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{title} ({ok.mean():.0%} measured)", fontsize=8)
+        ax.set_title(f"{title} ({ok.mean():.0%} of all vertices measured)", fontsize=8)
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     if sc is not None:
