@@ -36,8 +36,10 @@ EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.ERROR: "Unexpected internal error (please report it with the log).",
     ExitCode.SOME_PARTICIPANTS_FAILED: "Some participants failed; the others finished.",
     ExitCode.ALL_PARTICIPANTS_FAILED: "All participants failed.",
-    ExitCode.USAGE: "Usage error: bad flags, unknown participant label, output inside the input dataset.",
-    ExitCode.DATA: "Bad data for the whole run, e.g. a corrupt or incompatible model.",
+    ExitCode.USAGE: "Usage error: bad flags, unknown participant or session label, bad filter file, output folder "
+    "refused (inside the input dataset outside derivatives/, derivatives/ itself, or holding another dataset).",
+    ExitCode.DATA: "Bad data for the whole run: a corrupt or incompatible model or model config (grid, channels, "
+    "memory above --mem); at group level a corrupt participant QC table (named, left out, the rest written).",
     ExitCode.NO_INPUT: "A required input (dataset, subjects directory, file) is missing.",
     ExitCode.CANT_CREATE: "The output or work directory cannot be created or written.",
     ExitCode.IO: "Input/output error while reading or writing files.",

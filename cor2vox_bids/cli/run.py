@@ -22,6 +22,15 @@ DESCRIPTION = (
     "cor2vox-bids: synthesize anatomically faithful T1-weighted MRI from a participant's cortical surfaces "
     "(Cor2Vox: white/pial signed distance fields -> 3D Brownian-bridge diffusion), with QC of cortical "
     "thickness per Desikan-Killiany region.\n\nExit codes: " + ", ".join(f"{int(c)} {c.name.lower()}" for c in ExitCode)
+    + ".\n\nOUTPUT_DIR: a new or empty folder, or an earlier cor2vox-bids output (its dataset_description.json names "
+    "cor2vox-bids; a folder holding only cor2vox-bids logs also counts). Inside BIDS_DIR only a folder under "
+    "BIDS_DIR/derivatives/ is allowed, e.g. BIDS_DIR/derivatives/cor2vox. Refused with exit 64 before anything is "
+    "written: BIDS_DIR itself or any folder inside it outside derivatives/; derivatives/ itself; a folder whose "
+    "dataset_description.json another pipeline wrote (e.g. derivatives/freesurfer) or that holds another dataset or "
+    "FreeSurfer subjects; any other non-empty folder.\n\nA problem with one participant's files (unreadable, "
+    "truncated, non-3D or non-finite T1w, invalid surfaces, surfaces in another frame or of another person) fails "
+    "that participant only: one console line names the file, details go to OUTPUT_DIR/sub-<label>/log/<run-id>/, "
+    "and the run exits 16 (17 if all failed, 66 if no participant was usable)."
 )
 LOGGER = logging.getLogger("cor2vox_bids")
 
