@@ -15,11 +15,11 @@ from ..bids.dataset import write_dataset_description
 from ..bids.inputs import resolve_fs_subjects_dir
 from ..errors import ExitCode, OutputError
 from ..settings import Settings
-from ..workflows.base import SynthesisSpec, init_cor2vox_wf
+from ..workflows.base import SynthesisSpec, init_cor2vox_wf, node_name
 from .model import ModelInfo
 from .plan import WorkPlan, seeds_of
 from .plugins import load_plugin_file, local_plugin_args
-from .progress import ProgressTail, nipype_worker_logging
+from .progress import ProgressTail, nipype_worker_logging, node_status_logger
 
 LOGGER = logging.getLogger("cor2vox_bids.workflow")
 
@@ -111,6 +111,11 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
     plugin, args = plugin_of(settings, model)
     LOGGER.info("running %d participant(s) with %s %s; work dir %s", len(plan.ready), plugin, args, work_dir)
     nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
+    plugin_name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
+    if "Graph" not in plugin_name:  # graph plugins submit everything at once and report no node status
+        steps = node_status_logger(logging.getLogger("cor2vox_bids.progress"),
+                                   {node_name(p.key): p.key for p in plan.ready})
+        args = {**args, "status_callback": steps}
     try:
         with ProgressTail(naming.progress_dir(work_dir), logging.getLogger("cor2vox_bids.progress")):
             wf.run(plugin=plugin, plugin_args=args)

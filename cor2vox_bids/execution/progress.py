@@ -104,3 +104,36 @@ def nipype_worker_logging(directory: Path, verbose: int) -> Path:
 
     os.environ["NIPYPE_CONFIG_DIR"] = str(directory)
     return cfg
+
+
+#: what each node of a participant's graph does, for the console
+STEP_NAMES = {"ingest": "reading and checking the surfaces", "conditioning": "conditioning maps",
+              "synthesis": "synthesis", "real_on_grid": "real T1w onto the model grid", "qc": "quality control",
+              "derivatives": "writing derivatives", "report": "report"}
+
+
+def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
+    """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
+    console line when a participant's step starts, ends (with its time) or fails. ``participants``: work-dir
+    sub-workflow name (``sub_01_wf``) → participant key."""
+    import time
+
+    started: dict[str, float] = {}
+
+    def callback(node, status: str) -> None:
+        parts = str(getattr(node, "fullname", "")).split(".")
+        key = next((participants[p] for p in parts if p in participants), None)
+        step = STEP_NAMES.get(parts[-1]) if parts else None
+        if key is None or step is None:  # map-node pieces (one per seed) are covered by the progress lines
+            return
+        name = parts[-1]
+        if status == "start":
+            started[name + key] = time.monotonic()
+            logger.info("%s: %s started", key, step)
+        elif status == "end":
+            seconds = time.monotonic() - started.pop(name + key, time.monotonic())
+            logger.info("%s: %s done (%.0f s)", key, step, seconds)
+        elif status == "exception":
+            logger.error("%s: %s failed (crash file in the participant's log folder)", key, step)
+
+    return callback

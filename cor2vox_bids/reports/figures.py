@@ -380,6 +380,9 @@ def plot_region_profile(
     lo, hi = (min(values), max(values)) if values else (0.0, 5.0)
     pad = max(0.15, 0.08 * (hi - lo))
     y = np.arange(n)[::-1]
+    present = [k for k in kinds if any(isinstance(r.get(f"thickness_{k}"), (int, float))
+                                       and np.isfinite(r.get(f"thickness_{k}")) for r in rows)]
+    shift = dict(zip(present, np.linspace(-0.2, 0.2, len(present)) if len(present) > 1 else [0.0]))
     for ax, hemi in zip(axes, hemis):
         by_region = {r["region"]: r for r in rows if r["hemi"] == hemi}
         surf = np.array([by_region.get(g, {}).get("thickness_surface", np.nan) for g in regions], dtype=float)
@@ -389,10 +392,11 @@ def plot_region_profile(
             vals = np.array([by_region.get(g, {}).get(f"thickness_{k}", np.nan) for g in regions], dtype=float)
             if not np.isfinite(vals).any():
                 continue
-            ax.scatter(vals, y, marker=_KIND_MARKERS.get(k, "o"), s=30, c=_KIND_COLOURS.get(k, "tab:green"),
+            yk = y - shift.get(k, 0.0)  # kinds side by side within a region's row
+            ax.scatter(vals, yk, marker=_KIND_MARKERS.get(k, "o"), s=30, c=_KIND_COLOURS.get(k, "tab:green"),
                        alpha=0.9, label=kind_labels.get(k, k), zorder=4)
             ok = np.isfinite(vals) & np.isfinite(surf)
-            ax.hlines(y[ok], np.minimum(vals[ok], surf[ok]), np.maximum(vals[ok], surf[ok]),
+            ax.hlines(yk[ok], np.minimum(vals[ok], surf[ok]), np.maximum(vals[ok], surf[ok]),
                       colors=_KIND_COLOURS.get(k, "tab:green"), lw=0.8, alpha=0.5, zorder=2)
         ax.set_title({"L": "Left hemisphere", "R": "Right hemisphere"}.get(hemi, hemi), fontsize=11)
         ax.grid(axis="x", color="0.88", lw=0.8)
@@ -500,6 +504,8 @@ def plot_surface_views(
                         bottom=1.05 / height_in, wspace=0.02, hspace=0.18)
     axes = np.atleast_2d(fig.subplots(n_rows, len(panels), squeeze=False))
     for row, (label, by_hemi) in enumerate(values.items()):
+        if not any(np.isfinite(np.asarray(a, dtype=np.float64)).any() for a in by_hemi.values()):
+            label = f"{label} (nothing measured)"
         for col, (hemi, view) in enumerate(panels):
             ax = axes[row, col]
             verts, faces = meshes[hemi]
@@ -652,4 +658,5 @@ def group_axis_limits(values: NDArray, natural: tuple[float | None, float | None
         hi, lo = hi + (natural[0] - lo), natural[0]
     if natural[1] is not None and hi > natural[1]:
         lo, hi = max(lo - (hi - natural[1]), natural[0] if natural[0] is not None else -np.inf), natural[1]
-    return float(lo), float(hi)
+    edge = 0.03 * (hi - lo)  # a point on a natural bound (coverage 0, r 1) stays visible inside the frame
+    return float(lo - edge), float(hi + edge)

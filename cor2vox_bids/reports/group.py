@@ -134,8 +134,8 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
             f = flags[k][i]
             text = esc(format_value(r.get(k), m))
             if f:
-                why = "far from the group" if f.startswith("far") else f.split(" the ")[0]
-                reasons.append(f"{SHORT_NAMES.get(k, m.name)} {why}")
+                why = "far from the group" if f.startswith("far") else ("low" if f.startswith("below") else "high")
+                reasons.append(f"{SHORT_NAMES.get(k, m.name)}: {why}")
                 text = f"<span class='flag' title='{esc(f)}'>⚑ {text}</span>"
             cells.append(text)
         if report.crashes.get(label):

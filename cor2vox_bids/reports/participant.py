@@ -302,11 +302,15 @@ def _cell(value: Any, m: Measure) -> str:
     return text
 
 
-def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping[str, Any]]) -> str:
+_GROUPS = ("Cortical thickness", "Measurement diagnostics", "Tissue", "Similarity to the real T1w", "Bookkeeping",
+           "Other")
+
+
+def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping[str, Any]],
+                    groups: Sequence[str] = _GROUPS) -> str:
     """Per group: measures × images (for per-image keys) or measures × one value."""
     order = {m.key: i for i, m in enumerate(MEASURES)}
     by_group: dict[str, dict[str, dict[str | None, Any]]] = {}
-    groups: dict[str, str] = {}
     for key, value in summary.items():
         if isinstance(value, (dict, list)):
             continue
@@ -314,11 +318,9 @@ def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping
         m = describe(key, dictionary)
         if not m.show:
             continue
-        groups[stem] = m.group
         by_group.setdefault(m.group, {}).setdefault(stem, {})[kind] = value
     html_parts = []
-    for group in ("Cortical thickness", "Measurement diagnostics", "Tissue", "Similarity to the real T1w",
-                  "Bookkeeping", "Other"):
+    for group in groups:
         stems = by_group.get(group)
         if not stems:
             continue
@@ -405,8 +407,9 @@ def _qc_section(report: ParticipantReport, path: Path, flags: list[tuple[Measure
         parts.append("<div class='warn'><b>Outside the expected range:</b><ul>" + "".join(
             f"<li>{esc(m.name)}: {esc(format_value(v, m))} {esc(m.units)} — {esc(r)}</li>" for m, v, r in flags)
             + "</ul></div>")
-    parts.append(_measure_tables(s, report.summary_dictionary))
+    parts.append(_measure_tables(s, report.summary_dictionary, _GROUPS[:1]))
     parts.extend(figure(f, path) for f in report.figures if f.section == "qc")
+    parts.append(_measure_tables(s, report.summary_dictionary, _GROUPS[1:]))
     parts.append(_region_table(report))
     return section("qc", "Quality control", "".join(parts))
 

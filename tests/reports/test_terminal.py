@@ -84,3 +84,20 @@ def test_default_work_folder_is_inside_the_output_and_ignored(tmp_path):
     s = Settings(bids_dir=tmp_path / "in", output_dir=tmp_path / "out", analysis_level="participant")
     assert work_dir_of(s, "run") == (tmp_path / "out" / "work").resolve()
     assert "work/" in naming.BIDSIGNORE
+
+
+def test_node_status_lines_name_the_participant_and_the_step(caplog):
+    from types import SimpleNamespace
+
+    from cor2vox_bids.execution.progress import node_status_logger
+
+    cb = node_status_logger(logging.getLogger("test.steps"), {"sub_01_wf": "sub-01"})
+    with caplog.at_level(logging.INFO, logger="test.steps"):
+        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc"), "start")
+        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc"), "end")
+        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.synthesis._synthesis0"), "start")  # map piece: quiet
+        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.report"), "exception")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "sub-01: quality control started"
+    assert lines[1].startswith("sub-01: quality control done (") and len(lines) == 3
+    assert "report failed" in lines[2]
