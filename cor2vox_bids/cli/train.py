@@ -7,6 +7,7 @@ same command after an interruption resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..diffusion.distributed import build_once, env_world
 from ..errors import Cor2VoxError, ExitCode, MissingInputError, UsageError
 from ..settings import Settings, TrainSettings
 from .parser import parse_settings
@@ -117,26 +119,34 @@ def prepare_pairs(settings: TrainSettings, config: dict, cache: Path) -> dict[st
         LOGGER.warning("left out %s: %s", f.key, f.message)
     shape, spacing = config["grid"]["shape"], config["grid"]["spacing_mm"]
     tag = f"{'x'.join(map(str, shape))}_{spacing:g}mm_clip{config['conditions']['sdf_clip_mm']:g}"
-    pairs = {}
+    usable = []
     for p in ready:
         if p.t1w is None:
             LOGGER.warning("left out %s: no T1w to learn from", p.key)
-            continue
+        else:
+            usable.append(p)
+
+    def build(p, cached: Path) -> None:
+        t0 = time.perf_counter()
+        folder = cache / p.key
+        folder.mkdir(parents=True, exist_ok=True)
+        hemis, _ = load_and_validate(p.hemis, p.source, p.orig, p.t1w)
+        save_hemispheres(folder / "hemispheres.npz", hemis)
+        make_conditioning(folder / "hemispheres.npz", shape, spacing, folder / "maps.npz")
+        maps, _ = read_maps(folder / "maps.npz")
+        real = real_on_grid(p.t1w, folder / "maps.npz", folder / naming.work_image_name("real_on_grid"))
+        image = 2.0 * np.asarray(nib.load(str(real)).dataobj, dtype=np.float32) - 1.0  # back to [-1, 1]
+        tmp = cached.with_suffix(".part.npz")
+        np.savez(tmp, condition=condition_from_array(maps, config), image=image[None].astype(np.float32))
+        tmp.replace(cached)
+        LOGGER.info("cached %s in %.1f s", p.key, time.perf_counter() - t0)
+
+    # several processes (torchrun) share the work: each participant is built once, under a file lock
+    info = env_world()
+    build_once([(cache / f"{p.key}_{tag}.npz", functools.partial(build, p)) for p in usable], info.rank, info.world)
+    pairs = {}
+    for p in usable:
         cached = cache / f"{p.key}_{tag}.npz"
-        if not cached.is_file():
-            t0 = time.perf_counter()
-            folder = cache / p.key
-            folder.mkdir(parents=True, exist_ok=True)
-            hemis, _ = load_and_validate(p.hemis, p.source, p.orig, p.t1w)
-            save_hemispheres(folder / "hemispheres.npz", hemis)
-            make_conditioning(folder / "hemispheres.npz", shape, spacing, folder / "maps.npz")
-            maps, _ = read_maps(folder / "maps.npz")
-            real = real_on_grid(p.t1w, folder / "maps.npz", folder / naming.work_image_name("real_on_grid"))
-            image = 2.0 * np.asarray(nib.load(str(real)).dataobj, dtype=np.float32) - 1.0  # back to [-1, 1]
-            tmp = cached.with_suffix(".part.npz")
-            np.savez(tmp, condition=condition_from_array(maps, config), image=image[None].astype(np.float32))
-            tmp.replace(cached)
-            LOGGER.info("cached %s in %.1f s", p.key, time.perf_counter() - t0)
         with np.load(cached) as data:
             pairs[p.key] = (data["condition"], data["image"])
     if not pairs:
@@ -156,59 +166,120 @@ def split(keys: list[str], validation: list[str] | None) -> tuple[list[str], lis
     return [k for k in keys if k not in val], val
 
 
-def run(settings: TrainSettings) -> Path:
-    from ..diffusion.training import train
+PAPER_RECIPE = {"lr": 1e-4, "batch_size": 2, "accumulation": 2, "plateau_patience": 3000, "plateau_cooldown": 3000,
+                "plateau_on": "raw", "ema_decay": 0.995, "ema_every": 8, "ema_start_minibatches": 30000}
 
+
+def training_options(settings: TrainSettings) -> TrainSettings:
+    """``settings`` with the paper's training recipe for every training option not given (``--architecture paper``).
+
+    The authors' configuration: Adam 1e-4, batch 2 with 2 accumulation steps, ReduceLROnPlateau (factor 0.5,
+    patience 3000, cooldown 3000) on the raw loss, EMA 0.995 every 8 steps from mini-batch 30000.
+    """
+    if settings.architecture != "paper":
+        return settings
+    given = settings.model_fields_set
+    update = {k: v for k, v in PAPER_RECIPE.items() if k not in given}
+    if "ema_start" in given:
+        update.pop("ema_start_minibatches", None)
+    return settings.model_copy(update=update)
+
+
+def ema_start_step(settings: TrainSettings) -> int:
+    """The first optimizer step with EMA updates (``--ema-start-minibatches`` counts mini-batches)."""
+    if settings.ema_start_minibatches is not None:
+        return -(-settings.ema_start_minibatches // settings.accumulation)
+    return settings.ema_start
+
+
+def run(settings: TrainSettings) -> Path:
+    from ..diffusion.distributed import init_distributed, shutdown_distributed
+    from ..diffusion.training import auto_ema_decay, train
+
+    settings = training_options(settings)
     out = Path(settings.output_model)
     work = Path(settings.work_dir) if settings.work_dir else out.parent / f"{out.name}_work"
     if settings.nthreads:
         import torch
 
         torch.set_num_threads(settings.nthreads)
-    from ..diffusion.training import auto_ema_decay
 
     ema_decay = settings.ema_decay if settings.ema_decay is not None else auto_ema_decay(settings.steps,
                                                                                          settings.ema_every)
+    ema_start = ema_start_step(settings)
     init_weights, init_cfg, init_record = load_init(settings)
     config = model_config_for(settings, {}, init_cfg)
     pairs = prepare_pairs(settings, config, work / "cache")
     train_keys, val_keys = split(sorted(pairs), settings.validation_label)
-    summary = {"dataset": str(Path(settings.bids_dir).name), "participants_train": train_keys,
-               "participants_validation": val_keys, "steps": settings.steps, "batch_size": settings.batch_size,
-               "accumulation": settings.accumulation, "lr": settings.lr, "ema_decay": ema_decay,
-               "seed": settings.random_seed}
-    config = model_config_for(settings, summary, init_cfg)
-    LOGGER.info("training on %d participant(s), validating on %d: %s", len(train_keys), len(val_keys), val_keys)
-    t0 = time.perf_counter()
-    folder = train(config, [pairs[k] for k in train_keys], [pairs[k] for k in val_keys], work / "train",
-                   steps=settings.steps, batch_size=settings.batch_size, accumulation=settings.accumulation,
-                   lr=settings.lr, plateau_patience=settings.plateau_patience, ema_decay=ema_decay,
-                   ema_every=settings.ema_every, ema_start=settings.ema_start, val_every=settings.val_every,
-                   seed=settings.random_seed, device=settings.device, precision=settings.precision,
-                   resume=not settings.no_resume, init_weights=init_weights, init_info=init_record,
-                   log=LOGGER.info)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in Path(folder).iterdir():
-        shutil.copyfile(f, out / f.name)
-    for extra in ("train_log.tsv", "loss_curve.png"):
-        if (work / "train" / extra).is_file():
-            shutil.copyfile(work / "train" / extra, out / extra)
-    (out / "training_run.json").write_text(json.dumps(
-        {"settings": settings.model_dump(mode="json"), "wall_seconds_this_run": time.perf_counter() - t0},
-        indent=2) + "\n")
-    LOGGER.info("model written to %s", out)
+    # the process group is joined after the caches exist: building them may take longer than its timeout
+    par, device = init_distributed(settings.device, settings.dist_timeout)
+    if par.rank:  # from here on rank 0 speaks for all; the others report warnings and errors only
+        logging.getLogger("cor2vox_bids").setLevel(logging.WARNING)
+    try:
+        summary = {"dataset": str(Path(settings.bids_dir).name), "participants_train": train_keys,
+                   "participants_validation": val_keys, "steps": settings.steps, "batch_size": settings.batch_size,
+                   "accumulation": settings.accumulation, "lr": settings.lr, "ema_decay": ema_decay,
+                   "seed": settings.random_seed}
+        config = model_config_for(settings, summary, init_cfg)
+        LOGGER.info("training on %d participant(s), validating on %d: %s", len(train_keys), len(val_keys),
+                    val_keys)
+        t0 = time.perf_counter()
+        folder = train(config, [pairs[k] for k in train_keys], [pairs[k] for k in val_keys], work / "train",
+                       steps=settings.steps, batch_size=settings.batch_size, accumulation=settings.accumulation,
+                       lr=settings.lr, plateau_patience=settings.plateau_patience,
+                       plateau_cooldown=settings.plateau_cooldown, plateau_on=settings.plateau_on,
+                       ema_decay=ema_decay, ema_every=settings.ema_every, ema_start=ema_start,
+                       val_every=settings.val_every, seed=settings.random_seed, device=device,
+                       precision=settings.precision, grad_checkpointing=settings.grad_checkpointing,
+                       resume=not settings.no_resume, init_weights=init_weights, init_info=init_record,
+                       log=LOGGER.info)
+        if par.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            for f in Path(folder).iterdir():
+                shutil.copyfile(f, out / f.name)
+            for extra in ("train_log.tsv", "loss_curve.png"):
+                if (work / "train" / extra).is_file():
+                    shutil.copyfile(work / "train" / extra, out / extra)
+            (out / "training_run.json").write_text(json.dumps(
+                {"settings": settings.model_dump(mode="json"), "world_size": par.world,
+                 "wall_seconds_this_run": time.perf_counter() - t0}, indent=2) + "\n")
+            LOGGER.info("model written to %s", out)
+    finally:
+        shutdown_distributed()
     return out
+
+
+def _rank_logging(info) -> None:
+    """Under torchrun every log line names its rank (ranks other than 0 go quiet once training starts)."""
+    if not info.enabled:
+        return
+    for handler in logging.getLogger("cor2vox_bids").handlers:
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s [rank {info.rank}/{info.world}] %(name)s %(levelname)s: %(message)s", "%y%m%d-%H:%M:%S"))
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """Whether an exception of a data-parallel run means another process died, hung or cut the connection."""
+    from torch.distributed import DistError
+
+    if isinstance(exc, DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(m in text for m in (
+        "gloo", "NCCL", "Connection reset", "Connection closed", "timed out", "Timed out", "ProcessGroup"))
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(TrainSettings, argv, PROG, DESCRIPTION)
+        info = env_world()
     except Cor2VoxError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     from .run import setup_logging
 
     setup_logging(settings.verbose)
+    _rank_logging(info)
     try:
         run(settings)
     except Cor2VoxError as exc:
@@ -217,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         LOGGER.error("interrupted; rerun the same command to resume")
         return 130
+    except Exception as exc:
+        if not (info.enabled and _lost_peer(exc)):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        LOGGER.error("lost contact with the other processes (one failed, was killed or did not answer within "
+                     "--dist-timeout %g s): %s. Rerun the same command to resume from the last checkpoint",
+                     settings.dist_timeout, first)
+        return int(ExitCode.TEMPFAIL)
     return int(ExitCode.OK)
 
 
