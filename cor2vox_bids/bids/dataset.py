@@ -3,20 +3,15 @@ and the atomic JSON writer every sidecar goes through."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import __version__
-from . import naming
+from . import atomic, naming
 
 
 def write_json(path: Path, payload: dict) -> Path:
     """Write ``payload`` as indented JSON atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_json(path, payload)
 
 
 def write_dataset_description(
@@ -46,15 +41,15 @@ def write_dataset_description(
             "HowToAcknowledge": "Cite Cor2Vox (arXiv 2601.19498) and cor2vox-bids; see CITATION.cff.",
         },
     )
-    (output_dir / "README").write_text(
+    atomic.write_text(output_dir / "README",
         "# cor2vox-bids derivatives\n\nSynthetic T1-weighted images generated from cortical surfaces by "
         "cor2vox-bids, with per-region cortical thickness QC. Each image's JSON sidecar names its sources, the "
         f"model (with its sha256) and the random seed.\n\nModel: {model_name}.\n"
     )
-    (output_dir / "CITATION.cff").write_text(
+    atomic.write_text(output_dir / "CITATION.cff",
         "cff-version: 1.2.0\nmessage: If you use these derivatives, please cite Cor2Vox.\n"
         "title: cor2vox-bids\nversion: " + __version__ + "\nreferences:\n  - type: article\n"
         "    title: Cortex-Grounded Diffusion Models for Brain Image Generation\n"
         "    identifiers:\n      - type: other\n        value: arXiv:2601.19498\n"
     )
-    (output_dir / ".bidsignore").write_text("".join(f"{line}\n" for line in naming.BIDSIGNORE))
+    atomic.write_text(output_dir / ".bidsignore", "".join(f"{line}\n" for line in naming.BIDSIGNORE))

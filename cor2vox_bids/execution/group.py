@@ -9,7 +9,7 @@ import math
 import re
 from pathlib import Path
 
-from ..bids import naming
+from ..bids import atomic, naming
 from ..bids.dataset import write_json
 from ..errors import CorruptTableError, MissingInputError
 from ..qc.regions import read_qc_tsv
@@ -68,7 +68,7 @@ def _write_tsv(path: Path, rows: list[dict]) -> Path:
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-    with open(path, "w", newline="") as f:
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, cols, delimiter="\t", restval="n/a", lineterminator="\n")
         w.writeheader()
         for r in rows:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bids import naming
+from ..bids import atomic, naming
 from ..bids.inputs import InputFailure, ParticipantInputs, collect_inputs
 from ..bids.preflight import load_t1w
 from ..errors import Cor2VoxError
@@ -35,8 +35,8 @@ class WorkPlan:
 def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure, details: str | None = None) -> Path:
     """A plain-text crash file for a participant that failed before the graph ran (``details``: a traceback)."""
     crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key)
-    crash.parent.mkdir(parents=True, exist_ok=True)
-    crash.write_text(
+    atomic.write_text(
+        crash,
         f"participant: {failure.key}\nstage: input validation (before any work)\n"
         f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n" + (f"\n{details}" if details else "")
     )

@@ -19,7 +19,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..bids import naming
+from ..bids import atomic, naming
 from ..geometry.surfaces import join_meshes, load_hemispheres
 from ..qc import figures as qcfig
 from ..qc import similarity, write_qc_tsv, write_summary_json
@@ -52,8 +52,7 @@ class _Figures:
     def write_index(self) -> Path:
         ordered = sorted(self.entries, key=lambda e: (e["desc"], e["hemi"] or ""))
         path = QC_FOLDER.path(self.out_dir, "figure_index")
-        path.write_text(json.dumps(ordered, indent=2) + "\n")
-        return path
+        return atomic.write_text(path, json.dumps(ordered, indent=2) + "\n")
 
 
 def read_figure_index(qc_dir: Path) -> list[dict]:

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
-from ..bids import naming
+from ..bids import atomic, naming
 from ..geometry import MAP_NAMES, ModelGrid, conditioning_maps, resample, set_num_threads
 from ..geometry.surfaces import Hemisphere, load_hemispheres
 
@@ -38,8 +38,7 @@ def save_volume(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
-    nib.save(img, str(path))
-    return path
+    return atomic.save_image(img, path)
 
 
 # -- conditioning --------------------------------------------------------------------------------------------
