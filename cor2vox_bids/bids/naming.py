@@ -133,8 +133,19 @@ def work_figure_name(desc: str, suffix: str = "qc", hemi: str | None = None, ext
 
 
 def bids_uri(dataset: str, path: Path, root: Path) -> str:
-    """``bids:<dataset>:<relative path>`` (BIDS URI) of a file inside a dataset root."""
-    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+    """``bids:<dataset>:<relative path>`` (BIDS URI) of a file inside a dataset root. A symlinked file (DataLad,
+    git-annex) is named where it is linked in the dataset, not where its content lies; a file outside the root
+    gets a ``file://`` URI."""
+    import os
+
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    except ValueError:
+        try:
+            rel = Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            return Path(os.path.abspath(path)).as_uri()
+    return f"bids:{dataset}:{rel.as_posix()}"
 
 
 # -- logs and crash files -----------------------------------------------------------------------------------
