@@ -51,10 +51,11 @@ def check_participant(p: ParticipantInputs) -> list[str]:
     hemis, warnings = load_and_validate(p.hemis, p.source, p.orig, p.t1w, t1)
     if t1 is not None:
         data = np.asarray(t1.dataobj, dtype=np.float32)
-        if p.orig is not None:  # FreeSurfer: the tkr → scanner offset a frame mix-up would be off by
-            frame_shift = tkr_to_scanner_matrix(p.orig)[:3, 3]
-        else:  # GIFTI: FreeSurfer's offset is the centre of the conformed T1w, close to this T1w's centre
-            frame_shift = t1.affine[:3, :3] @ (np.asarray(t1.shape[:3]) / 2.0) + t1.affine[:3, 3]
+        # offsets a tkr/scanner RAS mix-up would be off by: FreeSurfer's c_ras (from orig.mgz) and the T1w's
+        # centre (close to the c_ras of the conformed T1w: GIFTI surfaces, or an orig.mgz that lost its c_ras)
+        frame_shift = [t1.affine[:3, :3] @ (np.asarray(t1.shape[:3]) / 2.0) + t1.affine[:3, 3]]
+        if p.orig is not None:
+            frame_shift.insert(0, tkr_to_scanner_matrix(p.orig)[:3, 3])
         for h in hemis:
             warnings += check_tissue_contrast(h, data, t1.affine, frame_shift)[1]
     return warnings

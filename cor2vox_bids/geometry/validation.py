@@ -351,8 +351,9 @@ def check_tissue_contrast(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray
     """Do the surfaces sit on this T1w's cortex? Raises :class:`SurfaceError` naming the white surface when the
     T1w does not step down WM > GM > CSF across them (score below ``CONTRAST_MIN_SCORE``: another person's
     surfaces, or a frame several mm off), or when they fit clearly better moved by ``CONTRAST_MAX_SHIFT_MM`` mm or
-    more (a displaced frame). ``frame_shift`` (the T1w's ``c_ras``) is tried both ways to name a tkr/scanner RAS
-    mix-up. Returns the measured contrast and warnings (too few vertices in the field of view to judge)."""
+    more (a displaced frame). ``frame_shift`` (a ``c_ras``, or several as rows) is tried both ways to name a
+    tkr/scanner RAS mix-up. Returns the measured contrast and warnings (too few vertices in the field of view to
+    judge)."""
     path = hemi.white.path
     c0 = tissue_contrast(hemi, data, affine)
     if c0.n_vertices < CONTRAST_MIN_VERTICES:
@@ -372,12 +373,15 @@ def check_tissue_contrast(hemi: Hemisphere, data: np.ndarray, affine: np.ndarray
             cause = "; check that the surfaces and the T1w come from the same scan and frame"
     if problem is None:
         return c0, []
-    if frame_shift is not None and np.linalg.norm(frame_shift) > 2.0:
-        fs = np.asarray(frame_shift, dtype=np.float64)
+    candidates = [] if frame_shift is None else np.asarray(frame_shift, dtype=np.float64).reshape(-1, 3)
+    hint = None
+    for fs in candidates:
+        if np.linalg.norm(fs) <= 2.0 or hint is not None:
+            continue
         for sign, verb in ((1.0, "added to"), (-1.0, "subtracted from")):
             c = tissue_contrast(hemi, data, affine, sign * fs)
             if c.score >= CONTRAST_MIN_SCORE and c.score - c0.score >= CONTRAST_MAX_GAIN:
-                cause = (f"; they fit when c_ras ({fs[0]:.1f}, {fs[1]:.1f}, {fs[2]:.1f}) mm is {verb} them "
-                         f"(score {c.score:.2f}): wrong frame (tkr RAS vs scanner RAS). {_frame_hint(path)}")
+                hint = (f"; they fit when c_ras ({fs[0]:.1f}, {fs[1]:.1f}, {fs[2]:.1f}) mm is {verb} them "
+                        f"(score {c.score:.2f}): wrong frame (tkr RAS vs scanner RAS). {_frame_hint(path)}")
                 break
-    raise SurfaceError(problem + cause, path=path)
+    raise SurfaceError(problem + (hint or cause), path=path)
