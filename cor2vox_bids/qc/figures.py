@@ -216,6 +216,22 @@ def plot_error_map(
     return _save(fig, path)
 
 
+def _lonlat_image(lon: NDArray, lat: NDArray, values: NDArray, shape: tuple[int, int] = (90, 180)
+                  ) -> tuple[NDArray, NDArray]:
+    """Mean of the finite ``values`` per longitude/latitude bin (NaN where none) and whether a bin has vertices."""
+    ny, nx = shape
+    ix = np.clip(((lon + 180.0) / 360.0 * nx).astype(int), 0, nx - 1)
+    iy = np.clip(((lat + 90.0) / 180.0 * ny).astype(int), 0, ny - 1)
+    flat = iy * nx + ix
+    ok = np.isfinite(values)
+    total = np.bincount(flat[ok], weights=values[ok], minlength=nx * ny)
+    count = np.bincount(flat[ok], minlength=nx * ny)
+    any_vertex = np.bincount(flat, minlength=nx * ny) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return mean.reshape(shape), any_vertex.reshape(shape)
+
+
 def plot_error_maps(
     panels: Sequence[tuple[str, NDArray, NDArray]],
     path: str | Path,
@@ -225,8 +241,11 @@ def plot_error_maps(
     dpi: int = 80,
 ) -> Path:
     """All per-vertex error maps in one small figure: ``panels`` = [(title, sphere or surface vertices, image −
-    surface thickness (NaN = not measured, grey))]; one colour scale (±``vmax``, default the 98th percentile of
+    surface thickness (NaN = not measured))]; each panel is a longitude/latitude image (2° bins, mean error of the
+    measured vertices; grey: vertices, none measured), one colour scale (±``vmax``, default the 98th percentile of
     |error| over all panels). Replaces one full-size :func:`plot_error_map` per hemisphere and image."""
+    from matplotlib.colors import ListedColormap
+
     errors = [np.asarray(e, dtype=np.float64) for _, _, e in panels]
     finite = np.concatenate([np.abs(e[np.isfinite(e)]) for e in errors]) if errors else np.zeros(0)
     if vmax is None:
@@ -235,22 +254,23 @@ def plot_error_maps(
     rows = max(1, -(-len(panels) // columns))
     fig = Figure(figsize=(4.2 * columns, 2.3 * rows + 0.4))
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
-    sc = None
+    im = None
+    grey = ListedColormap(["0.82"])
+    extent = (-180.0, 180.0, -90.0, 90.0)
     for ax, (title, verts, _), err in zip(axes, panels, errors):
         lon, lat = lonlat(verts)
-        ok = np.isfinite(err)
-        ax.scatter(lon[~ok], lat[~ok], s=1.5, c="0.8", linewidths=0, rasterized=True)
-        sc = ax.scatter(lon[ok], lat[ok], s=2.5, c=err[ok], cmap="RdBu_r", vmin=-vmax, vmax=vmax, linewidths=0,
-                        rasterized=True)
-        ax.set_xlim(-180, 180)
-        ax.set_ylim(-90, 90)
+        mean, present = _lonlat_image(lon, lat, err)
+        ax.imshow(np.where(present, 0.0, np.nan), origin="lower", extent=extent, cmap=grey, aspect="auto",
+                  interpolation="nearest")
+        im = ax.imshow(mean, origin="lower", extent=extent, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto",
+                       interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{title} ({ok.mean():.0%} of all vertices measured)", fontsize=8)
+        ax.set_title(f"{title}: {np.isfinite(err).mean():.0%} of vertices measured", fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_axis_off()
-    if sc is not None:
-        fig.colorbar(sc, ax=list(axes), label="image − surface thickness (mm); grey: not measured", shrink=0.8)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), label="image − surface thickness (mm); grey: not measured", shrink=0.8)
     return _save(fig, path, dpi)
 
 

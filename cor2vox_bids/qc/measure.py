@@ -48,6 +48,8 @@ DEFINITION = ("FreeSurfer: mean of white-vertex→closest-pial and pial-vertex�
 
 #: FreeSurfer's thickness cap (mm), applied to both sides
 CAP_MM = 5.0
+#: a fitted edge needs this many σ of fitted samples beyond it (else the line is unresolved)
+SPARE_SIGMAS = 1.5
 
 
 @dataclass
@@ -305,11 +307,11 @@ def _measure_lines(image: NDArray, affine: NDArray, lines: LineSet, model: Image
         fit = fit_slab(prof, model.levels, model.sigma_mm, a0, b0, oversampling=max(1.0, model.voxel_mm / step))
         rms_all[idx] = fit.rms
         th = fit.thickness
-        # both edges inside the fitted samples with 1.5 σ to spare: an edge at the window's end is not seen
+        # both edges inside the fitted samples with SPARE_SIGMAS σ to spare: an edge at the window's end is not seen
         used = fit.weights > 0
         first = np.where(used.any(1), prof.positions[np.argmax(used, axis=1)], np.inf)
         last = np.where(used.any(1), prof.positions[used.shape[1] - 1 - np.argmax(used[:, ::-1], axis=1)], -np.inf)
-        spare = 1.5 * model.sigma_mm
+        spare = SPARE_SIGMAS * model.sigma_mm
         ok_fit = (np.isfinite(th) & (th > 0) & (fit.n_samples >= 8)
                   & (fit.a - first >= spare) & (last - fit.b >= spare))
         # misfit: a residual above what noise and the model's floor explain, and not clearly smaller than the
