@@ -116,6 +116,8 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
         steps = node_status_logger(logging.getLogger("cor2vox_bids.progress"),
                                    {node_name(p.key): p.key for p in plan.ready})
         args = {**args, "status_callback": steps}
+        if not isinstance(plugin, str) and hasattr(plugin, "_status_callback"):
+            plugin._status_callback = steps  # a plugin object was built from its args before: give it the callback
     try:
         with ProgressTail(naming.progress_dir(work_dir), logging.getLogger("cor2vox_bids.progress")):
             wf.run(plugin=plugin, plugin_args=args)
