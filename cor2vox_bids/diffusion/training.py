@@ -310,7 +310,10 @@ def train(model_config: Mapping, train_set: Sequence[TrainingPair], val_set: Seq
         raise OutputError(f"cannot create the training folder ({exc})", out) from exc
 
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
+    try:
+        prec = resolve_precision(precision, dev)
+    except ValueError as exc:
+        raise UsageError(f"--precision {precision}: {exc}") from exc
     memfmt = torch.channels_last_3d if uses_channels_last(prec, dev) else torch.contiguous_format
     gbatch = batch_size * par.world  # the global batch of one micro-step
     # "batch_size" is the global batch (== the batch of a single-process run, as in earlier states)

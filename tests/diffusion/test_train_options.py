@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from diffusion_helpers import sphere_pair, tiny_config
 
 from cor2vox_bids.cli import train as cli_train
@@ -61,3 +62,11 @@ def test_plateau_cooldown_and_raw_loss(tmp_path):
     training = json.loads((out / "config.json").read_text())["training"]
     assert training["plateau_cooldown"] == 3 and training["plateau_on"] == "raw"
     assert np.isfinite(training["final_loss_smooth"])
+
+
+def test_fp16_on_cpu_is_a_usage_error(tmp_path):
+    from cor2vox_bids.errors import UsageError
+
+    with pytest.raises(UsageError, match="fp16"):
+        train(tiny_config(8), [sphere_pair(8)], [], tmp_path, steps=1, device="cpu", precision="fp16",
+              progress=False, log=lambda s: None)
