@@ -97,6 +97,8 @@ def build_participant_report(
                 ("Its data dictionary", output_dir / naming.qc_table_path(subject, session, ".json")),
                 ("QC summary (JSON)", output_dir / naming.qc_summary_path(subject, session)),
                 ("Data dictionary of the QC summary", output_dir / naming.summary_dictionary_path())]
+    if run_id:
+        outputs.append(("Settings, versions and command of this run", output_dir / naming.config_snapshot_path(run_id)))
     report = ParticipantReport(
         subject=subject, session=session, surfaces_source=source, inputs=inputs, run=run, summary=summary,
         rows=rows, figures=figures, summary_dictionary=qc_summary_dictionary(),

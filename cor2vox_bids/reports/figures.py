@@ -564,7 +564,10 @@ def plot_conditioning_maps(
         cb = fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.06, pad=0.03,
                           extend="both" if signed else "neither")
         cb.set_label(units.get(name, ""), fontsize=8.5)
-        cb.ax.xaxis.set_major_locator(MaxNLocator(5 if signed else 3))
+        if name == "ribbon":
+            cb.set_ticks([0, 1])
+        else:
+            cb.ax.xaxis.set_major_locator(MaxNLocator(5 if signed else 3))
         cb.ax.tick_params(labelsize=8)
         ax.set_title(titles[name], fontsize=9.5)
         box = {"facecolor": "black", "alpha": 0.6, "pad": 1.5, "lw": 0}

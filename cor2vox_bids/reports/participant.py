@@ -136,7 +136,7 @@ def make_participant_figures(
         out.append(FigureEntry(
             flick, "anatomy", "Animation alternating the synthetic and the real T1w on the same slices",
             "Real ↔ synthetic flicker: the same slices of the synthetic T1w and of the real T1w (resampled to the "
-            "model grid) alternate every 1.5 s; the label in the lower right corner names the image shown. The "
+            "model grid) alternate every 1.5 s; the label under the slices names the image shown. The "
             "same surface contours are drawn on both as a fixed reference. Each image is scaled to its own "
             "0.5–99.5th percentile.", *_flicker_size(mosaic)))
     if maps is not None:
@@ -291,6 +291,11 @@ def _split_kind(key: str) -> tuple[str, str | None]:
     return key, None
 
 
+def _unit_suffix(m: Measure) -> str:
+    """`` mm`` after a value; nothing for unitless indices and fractions (shown as %)."""
+    return "" if not m.units or m.units.startswith(("unitless", "fraction")) else f" {m.units}"
+
+
 def _cell(value: Any, m: Measure) -> str:
     text = esc(format_value(value, m))
     reason = flag(value, m)
@@ -405,7 +410,8 @@ def _qc_section(report: ParticipantReport, path: Path, flags: list[tuple[Measure
             + ". The thickness numbers describe the measured vertices only.</p>")
     if flags:
         parts.append("<div class='warn'><b>Outside the expected range:</b><ul>" + "".join(
-            f"<li>{esc(m.name)}: {esc(format_value(v, m))} {esc(m.units)} — {esc(r)}</li>" for m, v, r in flags)
+            f"<li>{esc(m.name)}: {esc(format_value(v, m))}{esc(_unit_suffix(m))} — {esc(r)}</li>"
+            for m, v, r in flags)
             + "</ul></div>")
     parts.append(_measure_tables(s, report.summary_dictionary, _GROUPS[:1]))
     parts.extend(figure(f, path) for f in report.figures if f.section == "qc")
