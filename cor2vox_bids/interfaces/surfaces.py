@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from ..bids.inputs import HEMIS, HemiFiles
@@ -24,6 +25,14 @@ from ..geometry.surfaces import (
 LOGGER = logging.getLogger("cor2vox_bids.interfaces")
 
 
+def _labels_dk_region(labels, names) -> bool:
+    """True when at least one vertex carries a Desikan-Killiany region label."""
+    from ..geometry.atlas import DK_REGIONS
+
+    ids = [i for i, n in enumerate(names or []) if n in DK_REGIONS]
+    return bool(ids) and bool(np.isin(labels, ids).any())
+
+
 def load_hemisphere(files: HemiFiles, hemi: str, source: str, orig: Path | None) -> Hemisphere:
     """One hemisphere from its files, in scanner RAS (FreeSurfer surfaces mapped with ``orig``'s tkr matrix)."""
     if source == "gifti":
@@ -35,6 +44,9 @@ def load_hemisphere(files: HemiFiles, hemi: str, source: str, orig: Path | None)
         labels, names = read_annotation(files.annot)
     if files.thickness is not None:
         thickness = read_morph(files.thickness)
+    if labels is not None and not _labels_dk_region(labels, names):
+        raise SurfaceError("annotation labels no vertex with a Desikan-Killiany region (empty or another atlas); "
+                           "the per-region QC needs aparc (remove the file to run without region QC)", path=files.annot)
     for what, arr, path in (("annotation", labels, files.annot), ("thickness file", thickness, files.thickness)):
         if arr is not None and len(arr) != white.n_vertices:  # blame the file that is wrong, not the surface
             raise SurfaceError(f"{what} has {len(arr)} entries but {files.white.name} has {white.n_vertices} "
