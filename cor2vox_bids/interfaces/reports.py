@@ -59,6 +59,7 @@ def build_participant_report(
     synthetic: list[Path],
     real: Path | None,
     qc_dir: Path,
+    warnings: list[str] | None = None,
 ) -> tuple[Path, list[Path]]:
     """Figures and the HTML report of one participant in ``output_dir``; returns (report, written files)."""
     output_dir = Path(output_dir)
@@ -104,6 +105,7 @@ def build_participant_report(
         rows=rows, figures=figures, summary_dictionary=qc_summary_dictionary(),
         table_dictionary=_json(QC_FOLDER.path(qc_dir, "dictionary")),
         outputs=[(w, p) for w, p in outputs if p.is_file() or p.name.endswith(".json")], crash_files=crashes,
+        warnings=list(warnings or []),
         versions=snapshot.get("versions") or {"cor2vox-bids": __version__}, model_card=card,
         started=snapshot.get("started"), run_id=run_id, command=snapshot.get("command"))
     path = write_participant_report(output_dir / naming.report_path(subject, session), report)
@@ -132,6 +134,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     real = File(exists=True, desc="real T1w on the model grid (optional)")
     qc_dir = traits.Directory(exists=True, mandatory=True)
     published = traits.List(traits.Str, desc="the derivatives node's files (orders this node after it)")
+    warnings = traits.List(traits.Str, desc="what the input checks warned about (shown in the Summary)")
 
 
 class _ReportOutputSpec(TraitedSpec):
@@ -152,7 +155,8 @@ class ParticipantReportNode(SimpleInterface):
         report, figures = build_participant_report(
             Path(i.output_dir), i.subject, session, i.source, [tuple(x) for x in i.inputs] if isdefined(i.inputs)
             else [], json.loads(Path(i.run_json).read_text()), Path(i.hemispheres), Path(i.maps),
-            [Path(p) for p in i.synthetic], Path(i.real) if isdefined(i.real) else None, Path(i.qc_dir))
+            [Path(p) for p in i.synthetic], Path(i.real) if isdefined(i.real) else None, Path(i.qc_dir),
+            list(i.warnings) if isdefined(i.warnings) else [])
         summary = _json(QC_FOLDER.path(Path(i.qc_dir), "summary"))
         write_summary_dictionary(Path(i.output_dir), list(summary))
         self._results["report"] = str(report)

@@ -116,7 +116,7 @@ def init_participant_wf(
             (synth, sink, [("synthetic", "synthetic")]),
             (conditioning, sink, [("maps", "maps")]),
             (qc, sink, [("qc_dir", "qc_dir")]),
-            (ingest, report, [("hemispheres", "hemispheres")]),
+            (ingest, report, [("hemispheres", "hemispheres"), ("warnings", "warnings")]),
             (conditioning, report, [("maps", "maps")]),
             (synth, report, [("synthetic", "synthetic")]),
             (qc, report, [("qc_dir", "qc_dir")]),
