@@ -109,9 +109,11 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
         plan.ready, synthesis_spec(settings, model), run_json, Path(settings.output_dir), run_id, work_dir
     )
     plugin, args = plugin_of(settings, model)
-    LOGGER.info("running %d participant(s) with %s %s; work dir %s", len(plan.ready), plugin, args, work_dir)
-    nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
     plugin_name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
+    shown = ", ".join(f"{k} {v}" for k, v in args.items() if k in ("n_procs", "memory_gb", "n_gpu_procs"))
+    LOGGER.info("running %d participant(s) with %s%s; work folder %s", len(plan.ready),
+                plugin_name.removesuffix("Plugin"), f" ({shown})" if shown else "", work_dir)
+    nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
     if "Graph" not in plugin_name:  # graph plugins submit everything at once and report no node status
         steps = node_status_logger(logging.getLogger("cor2vox_bids.progress"),
                                    {node_name(p.key): p.key for p in plan.ready})
