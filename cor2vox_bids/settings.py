@@ -141,6 +141,15 @@ class Settings(BaseModel):
         description="Also write the conditioning maps (pial/white/cortex SDF, ribbon, edge map) as derivatives.",
         json_schema_extra=_meta("Synthesis", ["--save-conditioning"]),
     )
+    atrophy: Path | None = Field(
+        default=None,
+        description="An atrophy spec (JSON or YAML; see examples/atrophy_spec.json): {\"steps\": N, \"regions\": "
+        "[{\"hemi\": \"L\", \"label\": DK region or .label file, \"thinning_mm\": 1.0 or \"thinning_fraction\": "
+        "0.2}], \"falloff_mm\": 5}. Also synthesise a progressive grey-matter atrophy series: for each step the pial "
+        "surface is thinned (linear over steps) and the image resynthesised with the baseline's seed; writes "
+        "desc-atrophy<kk> images, thinned pial surfaces and a prescribed-vs-measured table. Checked before any work.",
+        json_schema_extra=_meta("Synthesis", ["--atrophy"], metavar="SPEC"),
+    )
 
     # -- performance / execution ---------------------------------------------------------------------------
     nprocs: int | None = Field(
@@ -205,7 +214,7 @@ class Settings(BaseModel):
         return _strip_prefix(v, "sub-")
 
     @field_validator("bids_dir", "output_dir", "bids_filter_file", "fs_subjects_dir", "model", "use_plugin",
-                     "work_dir")
+                     "work_dir", "atrophy")
     @classmethod
     def _absolute(cls, v: Path | None) -> Path | None:
         """Relative paths are taken from the current folder (nodes run elsewhere, so store them absolute)."""

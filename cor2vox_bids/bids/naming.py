@@ -14,7 +14,8 @@ from typing import Any
 
 PATTERNS = [
     "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}][_hemi-{hemi}]"
-    "[_space-{space}][_desc-{desc}]_{suffix<T1w|mask|dseg|probseg|sdf|edges|thickness|qc>}{extension<.nii.gz|.json|.tsv>}",
+    "[_space-{space}][_desc-{desc}]_{suffix<T1w|mask|dseg|probseg|sdf|edges|thickness|qc|pial>}"
+    "{extension<.nii.gz|.json|.tsv|.surf.gii>}",
     "sub-{subject}/figures/sub-{subject}[_ses-{session}][_hemi-{hemi}][_desc-{desc}]_{suffix}{extension<.png|.svg>}",
     "sub-{subject}[_ses-{session}]{extension<.html>}",
     "group_desc-{desc<qc>}_{suffix}{extension<.tsv|.json|.html>}",
@@ -146,6 +147,50 @@ def bids_uri(dataset: str, path: Path, root: Path) -> str:
         except ValueError:
             return Path(os.path.abspath(path)).as_uri()
     return f"bids:{dataset}:{rel.as_posix()}"
+
+
+# -- atrophy series and seed variability --------------------------------------------------------------------
+
+
+def atrophy_desc(step: int) -> str:
+    """``atrophy01`` … ``atrophy99``: the ``desc`` of atrophy step ``step``."""
+    return f"atrophy{int(step):02d}"
+
+
+def atrophy_image_path(subject: str, session: str | None, step: int, extension: str = IMAGE_EXTENSION) -> str:
+    """The synthetic T1w of atrophy step ``step`` (``sub-01_desc-atrophy02_T1w.nii.gz``) or its sidecar."""
+    return build_path(subject=subject, session=session, desc=atrophy_desc(step), suffix="T1w", extension=extension)
+
+
+def atrophy_pial_path(subject: str, session: str | None, hemi: str, step: int) -> str:
+    """The thinned pial surface of one step (``sub-01_hemi-L_desc-atrophy02_pial.surf.gii``)."""
+    return build_path(subject=subject, session=session, hemi=hemi, desc=atrophy_desc(step), suffix="pial",
+                      extension=".surf.gii")
+
+
+def atrophy_qc_path(subject: str, session: str | None, extension: str = ".tsv") -> str:
+    """Prescribed vs measured thinning (``sub-01_desc-atrophy_qc.tsv``) or its data dictionary (``.json``)."""
+    return build_path(subject=subject, session=session, desc="atrophy", suffix="qc", extension=extension)
+
+
+def atrophy_summary_path(subject: str, session: str | None) -> str:
+    """The series' targets and surface checks (``sub-01_desc-atrophysummary_qc.json``)."""
+    return build_path(subject=subject, session=session, desc="atrophysummary", suffix="qc", extension=".json")
+
+
+def seedstd_path(subject: str, session: str | None, extension: str = IMAGE_EXTENSION) -> str:
+    """Voxel-wise std across seeds (``sub-01_desc-seedstd_T1w.nii.gz``) or its sidecar."""
+    return build_path(subject=subject, session=session, desc="seedstd", suffix="T1w", extension=extension)
+
+
+def atrophy_work_hemispheres(step: int) -> str:
+    """Work file: the hemispheres of one atrophy step (``hemispheres_step02.npz``)."""
+    return f"hemispheres_step{int(step):02d}.npz"
+
+
+def atrophy_work_pial(hemi: str, step: int) -> str:
+    """Work file: the thinned pial GIFTI of one hemisphere and step (``hemi-L_pial_step02.surf.gii``)."""
+    return f"hemi-{hemi}_pial_step{int(step):02d}.surf.gii"
 
 
 # -- logs and crash files -----------------------------------------------------------------------------------

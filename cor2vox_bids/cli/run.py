@@ -117,6 +117,10 @@ def participant_level(settings: Settings, run_id: str) -> int:
     from ..execution.plan import plan_lines, validate_participants
     from ..execution.progress import closing_summary
 
+    if settings.atrophy is not None:  # the atrophy spec (and its label files) first: 64 content, 66 unreadable
+        from ..geometry.atrophy import load_atrophy_spec
+
+        load_atrophy_spec(settings.atrophy)
     if settings.slurm_array:  # one SLURM array task per participant instead of the graph here
         from ..execution.array import run_array
 

@@ -66,6 +66,7 @@ def synthesis_spec(settings: Settings, model: ModelInfo) -> SynthesisSpec:
         steps=settings.steps,
         eta=settings.eta,
         threads=settings.omp_nthreads or os.cpu_count() or 1,
+        atrophy=None if settings.atrophy is None else str(settings.atrophy),
     )
 
 
@@ -79,6 +80,7 @@ def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: 
         "device": model.device,
         "num_samples": settings.num_samples,
         "save_conditioning": settings.save_conditioning,
+        "atrophy": None if settings.atrophy is None else str(settings.atrophy),
         "run_id": run_id,
     }
     path = naming.run_info_path(work_dir)

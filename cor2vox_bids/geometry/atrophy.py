@@ -14,14 +14,14 @@ validates everything before any work: a content error (unknown region, bad key o
 :class:`~cor2vox_bids.errors.MissingInputError` (exit 66), both naming the file.
 
 Surface side: each pial vertex moves inward on the line from its white vertex (the white→pial direction). The
-prescription per vertex is the region's amount times a falloff weight: 1 on the region's vertices, ``0.5·(1 + cos(π·d/falloff_mm))`` at
-distance d < falloff_mm outside it, 0 beyond. d is a geodesic-ish distance: the shortest path along the edges of the
-mid-thickness mesh (Dijkstra; zigzag paths along edges are up to ≈ 1.2 times the true geodesic — 1.05 typical,
-measured on an icosphere — so the taper is at most that much narrower, never wider). Overlapping prescriptions take the larger thinning. The prescription is a change of
-FreeSurfer's closest-point thickness (what :func:`~cor2vox_bids.geometry.cortical_thickness` measures); on oblique
-lines that needs a longer move, so the displacement is solved per vertex (:func:`solve_displacement`). A vertex
-never comes closer to its white vertex than ``floor_mm`` (vertices already thinner do not move). The white surface
-is unchanged.
+prescription per vertex is the region's amount times a falloff weight: 1 on the region's vertices, ``0.5·(1 +
+cos(π·d/falloff_mm))`` at distance d < falloff_mm outside it, 0 beyond. d is a geodesic-ish distance: the shortest
+path along the edges of the mid-thickness mesh (Dijkstra; zigzag paths along edges are up to ≈ 1.2 times the true
+geodesic — 1.05 typical, measured on an icosphere — so the taper is at most that much narrower, never wider).
+Overlapping prescriptions take the larger thinning. The prescription is a change of FreeSurfer's closest-point
+thickness (what :func:`~cor2vox_bids.geometry.cortical_thickness` measures); on oblique lines that needs a longer
+move, so the displacement is solved per vertex (:func:`solve_displacement`). A vertex never comes closer to its
+white vertex than ``floor_mm`` (vertices already thinner do not move). The white surface is unchanged.
 Intersections are checked on the moved faces (:mod:`.intersections`): pial self-intersections, pial–white
 crossings and faces folded over that the baseline did not have; vertices of such faces have their displacement
 halved (at most :data:`MAX_BACKOFF` times, then set to zero) until none is new, and the count is reported.

@@ -2,11 +2,12 @@
 
 Two triangles are tested only when their bounding boxes and bounding spheres (centroid, farthest vertex) overlap;
 candidate pairs come from a uniform grid of cells listing the triangles whose box overlaps each (the closest-point
-index's ``build_cells``), gathered by a compiled kernel that reports each pair once. A pair is rejected at once when the three vertices of one triangle lie strictly on
-one side of the other's plane; otherwise two non-coplanar triangles intersect exactly when an edge of one crosses
-the other, decided by six segment–triangle tests (Möller–Trumbore, vectorised). Coplanar pairs count as not
-intersecting, and triangles that share a vertex are not tested against each other (in a mesh they always touch
-there); counting flipped faces (:func:`flipped_faces`) covers what that leaves out.
+index's ``build_cells``), gathered by a compiled kernel that reports each pair once. A pair is rejected at once when
+the three vertices of one triangle lie strictly on one side of the other's plane; otherwise two non-coplanar
+triangles intersect exactly when an edge of one crosses the other, decided by six segment–triangle tests
+(Möller–Trumbore, vectorised). Coplanar pairs count as not intersecting, and triangles that share a vertex are not
+tested against each other (in a mesh they always touch there); counting flipped faces (:func:`flipped_faces`) covers
+what that leaves out.
 
 :class:`NewIntersections` answers "which intersections did moving these vertices create?" repeatedly for one mesh:
 candidate pairs are found once on the baseline with a margin for the largest move, so each check only tests them.

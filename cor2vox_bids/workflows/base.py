@@ -26,6 +26,7 @@ class SynthesisSpec:
     steps: int
     eta: float
     threads: int  # torch / geometry threads per node (not derived from --nprocs: images must not depend on it)
+    atrophy: str | None = None  # atrophy spec file (absolute), validated before the graph
 
 
 def node_name(key: str) -> str:
@@ -63,6 +64,7 @@ def init_cor2vox_wf(
                     threads=spec.threads,
                     crashdump_dir=output_dir / naming.log_dir(p.subject, run_id),
                     progress_dir=naming.progress_dir(Path(work_dir).resolve()),
+                    atrophy=spec.atrophy,
                 )
             ]
         )

@@ -12,6 +12,7 @@ from ..interfaces.qc import QualityControl
 from ..interfaces.reports import ParticipantReportNode
 from ..interfaces.surfaces import Ingest, ingest_inputs
 from ..interfaces.synthesis import Conditioning, RealOnGrid, Synthesize
+from .atrophy import add_series_outputs
 
 
 def report_inputs(p: ParticipantInputs) -> list[tuple[str, str]]:
@@ -45,6 +46,7 @@ def init_participant_wf(
     threads: int,
     crashdump_dir: Path,
     progress_dir: Path | None = None,
+    atrophy: str | None = None,
 ) -> pe.Workflow:
     """Build the per-participant workflow (no computation happens here).
 
@@ -128,6 +130,11 @@ def init_participant_wf(
         wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")]),
                     (real, report, [("real", "real")])])
         qc.inputs.real_native = str(p.t1w)
+    if atrophy is not None or len(seeds) >= 2:
+        add_series_outputs(wf, p=p, ingest=ingest, conditioning=conditioning, synth=synth, sink=sink, atrophy=atrophy,
+                           run_json=run_json, output_dir=output_dir, model=model, model_sha256=model_sha256,
+                           seeds=list(seeds), steps=steps, eta=eta, device=device, threads=threads,
+                           progress_dir=progress_dir)
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir), "crashfile_format": "txt"}}
     return wf

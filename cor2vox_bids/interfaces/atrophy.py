@@ -1,0 +1,493 @@
+"""Atrophy series (``--atrophy SPEC``) and seed variability (``--num-samples`` ≥ 2).
+
+Steps, each a function on files with a thin interface beside it:
+
+* :func:`make_atrophy_surfaces` — the thinned pial surface of every step (``geometry.atrophy``), stored as one
+  hemispheres ``.npz`` per step (thickness recomputed on the thinned meshes), the per-vertex prescription, a
+  GIFTI pial per step and hemisphere (scanner RAS) and a JSON report of the prescription and surface checks;
+* :func:`make_step_conditioning` — conditioning maps of one step on the **baseline** grid (so every step's image
+  overlays the baseline voxel for voxel), reusing the baseline's white SDF (the white surface does not change);
+* synthesis reuses ``Synthesize`` with the baseline's seed;
+* :func:`run_atrophy_qc` — prescribed vs surface- and image-measured thinning per step and region
+  (``qc.atrophy``), targets and figures in one folder (:data:`ATROPHY_FOLDER`);
+* :func:`make_seed_std` — voxel-wise std across samples and where samples disagree (ribbon vs elsewhere);
+* :func:`write_atrophy_derivatives` — publishes all of it under names from ``bids.naming``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, TraitedSpec, traits
+
+from ..bids import naming
+from ..geometry import (
+    ModelGrid,
+    cortex_sdf,
+    cortical_thickness,
+    edge_map,
+    ribbon_mask,
+    set_num_threads,
+    signed_distance,
+)
+from ..geometry.atrophy import AtrophySpec, load_atrophy_spec, prescribe, region_mask, thinned_series
+from ..geometry.surfaces import Hemisphere, Surface, load_hemispheres, save_hemispheres
+from ..qc.atrophy import (
+    ATROPHY_TSV_DICTIONARY,
+    atrophy_rows,
+    atrophy_targets,
+    dk_region_masks,
+    measured_image_thickness,
+    plot_atrophy_series,
+    plot_prescribed_vs_measured,
+    seed_std,
+    seed_std_summary,
+    write_atrophy_tsv,
+)
+from .synthesis import read_maps, save_maps, save_volume
+
+
+@dataclass(frozen=True)
+class AtrophyFolder:
+    """Files inside the atrophy QC folder (names relative to it)."""
+
+    table: str = "atrophy.tsv"
+    dictionary: str = "atrophy.json"
+    summary: str = "targets.json"
+    series_figure: str = "series.png"
+    plot_figure: str = "prescribed_vs_measured.png"
+
+    def path(self, root: str | Path, name: str) -> Path:
+        return Path(root) / getattr(self, name)
+
+
+ATROPHY_FOLDER = AtrophyFolder()
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- surfaces ------------------------------------------------------------------------------------------------
+
+
+def write_pial_gifti(path: Path, vertices: np.ndarray, faces: np.ndarray, hemi: str) -> Path:
+    """A GIFTI surface (POINTSET in scanner RAS mm + TRIANGLE), as sMRIPrep writes them."""
+    meta = {"AnatomicalStructurePrimary": "CortexLeft" if hemi == "L" else "CortexRight",
+            "AnatomicalStructureSecondary": "Pial", "GeometricType": "Anatomical"}
+    coords = nib.gifti.GiftiDataArray(np.asarray(vertices, dtype=np.float32),
+                                      intent=nib.nifti1.intent_codes["NIFTI_INTENT_POINTSET"],
+                                      datatype="NIFTI_TYPE_FLOAT32", meta=nib.gifti.GiftiMetaData(meta))
+    coords.coordsys = nib.gifti.GiftiCoordSystem(dataspace=3, xformspace=3, xform=np.eye(4))  # scanner anat
+    tris = nib.gifti.GiftiDataArray(np.asarray(faces, dtype=np.int32),
+                                    intent=nib.nifti1.intent_codes["NIFTI_INTENT_TRIANGLE"],
+                                    datatype="NIFTI_TYPE_INT32")
+    nib.save(nib.gifti.GiftiImage(darrays=[coords, tris]), str(path))
+    return path
+
+
+def make_atrophy_surfaces(hemis_npz: Path, spec_path: Path, out_dir: Path) -> dict[str, object]:
+    """Thinned pial surfaces of every step; returns the written files (see the module docstring)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = load_atrophy_spec(spec_path)
+    hemis = load_hemispheres(hemis_npz)
+    steps: list[list[Hemisphere]] = [[] for _ in range(spec.steps)]
+    gifti: list[str] = []
+    prescription: dict[str, np.ndarray] = {}
+    report: dict[str, object] = {"spec": spec.to_dict(), "spec_sha256": sha256_of(spec_path), "hemispheres": {}}
+    for h in hemis:
+        base_thickness = (h.thickness if h.thickness is not None else
+                          cortical_thickness(h.white.vertices, h.white.faces, h.pial.vertices, h.pial.faces))
+        pres = prescribe(spec, h, base_thickness)
+        series = thinned_series(spec, h, pres)
+        checks = []
+        for k, thinned in enumerate(series, 1):
+            pial = Surface(thinned.vertices, h.pial.faces, h.pial.path)
+            thick = cortical_thickness(h.white.vertices, h.white.faces, pial.vertices, pial.faces)
+            steps[k - 1].append(Hemisphere(h.hemi, h.white, pial, h.labels, h.names, thick))
+            prescription[f"{h.hemi}_step{k:02d}"] = pres.at_step(spec, k)
+            path = out_dir / naming.atrophy_work_pial(h.hemi, k)
+            gifti.append(str(write_pial_gifti(path, pial.vertices, pial.faces, h.hemi)))
+            checks.append({"step": k, **thinned.report()})
+        report["hemispheres"][h.hemi] = {
+            "prescribed_mm_last_step": pres.region_mm,
+            "prescribed_vertices": int((pres.amount_mm > 0).sum()),
+            "checks": checks,
+        }
+    hemis_files = [str(save_hemispheres(out_dir / naming.atrophy_work_hemispheres(k), steps[k - 1]))
+                   for k in range(1, spec.steps + 1)]
+    pres_file = out_dir / "prescription.npz"
+    np.savez(pres_file, **prescription)
+    report_file = out_dir / "surfaces.json"
+    report_file.write_text(json.dumps(report, indent=2) + "\n")
+    return {"hemispheres": hemis_files, "pial_gifti": gifti, "prescription": str(pres_file),
+            "report": str(report_file)}
+
+
+def prescribed_region_mm(spec: AtrophySpec, report: dict, step: int) -> dict[str, dict[str, float]]:
+    """``{hemi: {region: mm}}`` prescribed at ``step`` for the regions named in the spec."""
+    out: dict[str, dict[str, float]] = {}
+    for hemi, info in report["hemispheres"].items():
+        values = {name: round(float(mm) * spec.fraction(step), 6)
+                  for name, mm in info["prescribed_mm_last_step"].items()}
+        if values:
+            out[hemi] = values
+    return out
+
+
+# -- conditioning --------------------------------------------------------------------------------------------
+
+
+def make_step_conditioning(step_hemis_npz: Path, baseline_maps_npz: Path, out_npz: Path,
+                           threads: int | None = None, band: float = 3) -> Path:
+    """Conditioning maps of thinned hemispheres on the baseline's grid; the white SDF is the baseline's.
+
+    With no vertex moved the maps equal the baseline's (same grid, same SDF code, same ``band``)."""
+    set_num_threads(threads)
+    base, affine = read_maps(baseline_maps_npz)
+    grid = ModelGrid(affine=affine, shape=base["ribbon"].shape)
+    pial = None
+    for h in load_hemispheres(step_hemis_npz):
+        sp = signed_distance(h.pial.vertices, h.pial.faces, grid.affine, grid.shape, band)
+        pial = sp if pial is None else np.minimum(pial, sp)
+    white = base["sdf_white"]
+    maps = {"sdf_pial": pial, "sdf_white": white, "sdf_cortex": cortex_sdf(pial, white),
+            "ribbon": ribbon_mask(pial, white), "edges": edge_map(pial, white, float(np.mean(grid.spacing)))}
+    return save_maps(out_npz, maps, affine)
+
+
+# -- QC ------------------------------------------------------------------------------------------------------
+
+
+def _image(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.load(str(path))
+    return np.asarray(img.dataobj, dtype=np.float32), img.affine
+
+
+def spec_region_masks(spec: AtrophySpec, hemisphere: Hemisphere) -> dict[str, np.ndarray]:
+    """Masks of the spec's regions on one hemisphere (in spec order)."""
+    return {r.name: region_mask(r, hemisphere) for r in spec.regions_of(hemisphere.hemi)}
+
+
+def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, step_hemis: Sequence[Path],
+                   baseline_image: Path, step_images: Sequence[Path], out_dir: Path) -> Path:
+    """Prescribed vs measured thinning for every step, hemisphere and region (the spec's regions first, then
+    the other DK regions), the targets of the last step and two figures, in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = load_atrophy_spec(spec_path)
+    if len(step_hemis) != spec.steps or len(step_images) != spec.steps:
+        raise ValueError(f"{spec.steps} steps in the spec, {len(step_hemis)} surfaces, {len(step_images)} images")
+    base_hemis = load_hemispheres(hemis_npz)
+    stepped = [load_hemispheres(p) for p in step_hemis]
+    base_img, affine = _image(baseline_image)
+    images = [_image(p)[0] for p in step_images]
+    with np.load(prescription_npz) as data:
+        prescription = {k: data[k] for k in data.files}
+    rows = []
+    for i, h in enumerate(base_hemis):
+        own = spec_region_masks(spec, h)
+        regions = {**own, **{k: v for k, v in dk_region_masks(h.labels, h.names).items() if k not in own}}
+        w, p = h.white, h.pial
+        base_measured = measured_image_thickness(base_img, affine, w.vertices, w.faces, p.vertices, p.faces)
+        base_thickness = np.asarray(h.thickness if h.thickness is not None else
+                                    cortical_thickness(w.vertices, w.faces, p.vertices, p.faces), dtype=np.float64)
+        for k in range(1, spec.steps + 1):
+            thinned = stepped[k - 1][i]
+            surface = base_thickness - np.asarray(thinned.thickness, dtype=np.float64)
+            measured = measured_image_thickness(images[k - 1], affine, w.vertices, w.faces, p.vertices, p.faces)
+            rows += atrophy_rows(k, h.hemi, regions, own.keys(), prescription[f"{h.hemi}_step{k:02d}"], surface,
+                                 base_measured - measured)
+    write_atrophy_tsv(rows, ATROPHY_FOLDER.path(out_dir, "table"))
+    ATROPHY_FOLDER.path(out_dir, "dictionary").write_text(json.dumps(ATROPHY_TSV_DICTIONARY, indent=2) + "\n")
+    ATROPHY_FOLDER.path(out_dir, "summary").write_text(json.dumps(atrophy_targets(rows), indent=2) + "\n")
+    plot_prescribed_vs_measured(rows, ATROPHY_FOLDER.path(out_dir, "plot_figure"))
+    first = spec.regions[0]
+    hemi = next(h for h in base_hemis if h.hemi == first.hemi) if any(
+        h.hemi == first.hemi for h in base_hemis) else base_hemis[0]
+    mask = spec_region_masks(spec, hemi).get(first.name, np.ones(hemi.white.n_vertices, dtype=bool))
+    centre = 0.5 * (hemi.white.vertices[mask] + hemi.pial.vertices[mask]).mean(axis=0)
+    plot_atrophy_series([base_img] + images, affine, centre, ATROPHY_FOLDER.path(out_dir, "series_figure"),
+                        labels=["baseline"] + [f"step {k}" for k in range(1, spec.steps + 1)])
+    return out_dir
+
+
+# -- seed variability ----------------------------------------------------------------------------------------
+
+
+def make_seed_std(synthetic: Sequence[Path], maps_npz: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Voxel-wise std across the samples (NIfTI on the model grid) and the ribbon/brain/outside summary (JSON)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps, affine = read_maps(maps_npz)
+    images = [_image(p)[0] for p in synthetic]
+    std = seed_std(images)
+    summary = seed_std_summary(std, maps["ribbon"], maps["sdf_pial"] < 0)
+    summary["n_samples"] = len(images)
+    std_path = save_volume(out_dir / naming.work_image_name("seedstd"), std, affine)
+    summary_path = out_dir / "seedstd.json"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return std_path, summary_path
+
+
+# -- interfaces ----------------------------------------------------------------------------------------------
+
+
+class _SurfacesInputSpec(BaseInterfaceInputSpec):
+    hemispheres = File(exists=True, mandatory=True, desc="baseline hemispheres (.npz)")
+    spec = File(exists=True, mandatory=True, desc="atrophy spec (JSON/YAML)")
+    label_files = traits.List(File(exists=True), desc="label files named by the spec (hashed with the node)")
+
+
+class _SurfacesOutputSpec(TraitedSpec):
+    hemispheres = traits.List(File(exists=True), desc="thinned hemispheres per step (.npz)")
+    pial_gifti = traits.List(File(exists=True), desc="thinned pial GIFTI per step and hemisphere")
+    prescription = File(exists=True, desc="per-vertex prescription per step (.npz)")
+    report = File(exists=True, desc="prescription per region and surface checks (JSON)")
+
+
+class AtrophySurfaces(SimpleInterface):
+    """Thin the pial surfaces as the spec prescribes, one set per step."""
+
+    input_spec = _SurfacesInputSpec
+    output_spec = _SurfacesOutputSpec
+
+    def _run_interface(self, runtime):
+        out = make_atrophy_surfaces(Path(self.inputs.hemispheres), Path(self.inputs.spec), Path(runtime.cwd))
+        self._results.update(out)
+        return runtime
+
+
+class _StepCondInputSpec(BaseInterfaceInputSpec):
+    hemispheres = File(exists=True, mandatory=True, desc="thinned hemispheres of one step")
+    baseline_maps = File(exists=True, mandatory=True, desc="the baseline's conditioning maps (grid, white SDF)")
+    threads = traits.Int(0, usedefault=True, nohash=True, desc="geometry kernel threads (0: all CPUs)")
+
+
+class _StepCondOutputSpec(TraitedSpec):
+    maps = File(exists=True)
+
+
+class StepConditioning(SimpleInterface):
+    """Conditioning maps of one atrophy step on the baseline grid (white SDF reused)."""
+
+    input_spec = _StepCondInputSpec
+    output_spec = _StepCondOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["maps"] = str(make_step_conditioning(
+            Path(self.inputs.hemispheres), Path(self.inputs.baseline_maps), Path(runtime.cwd) / "maps.npz",
+            threads=self.inputs.threads or None))
+        return runtime
+
+
+class _AtrophyQCInputSpec(BaseInterfaceInputSpec):
+    hemispheres = File(exists=True, mandatory=True, desc="baseline hemispheres")
+    spec = File(exists=True, mandatory=True)
+    prescription = File(exists=True, mandatory=True)
+    step_hemispheres = InputMultiObject(File(exists=True), mandatory=True)
+    baseline = File(exists=True, mandatory=True, desc="baseline synthetic image (same seed as the steps)")
+    step_images = InputMultiObject(File(exists=True), mandatory=True)
+
+
+class _AtrophyQCOutputSpec(TraitedSpec):
+    atrophy_dir = traits.Directory(exists=True)
+
+
+class AtrophyQC(SimpleInterface):
+    """Prescribed vs measured thinning (surface and image) per step and region, targets, figures."""
+
+    input_spec = _AtrophyQCInputSpec
+    output_spec = _AtrophyQCOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        out = run_atrophy_qc(Path(i.hemispheres), Path(i.spec), Path(i.prescription),
+                             [Path(p) for p in i.step_hemispheres], Path(i.baseline),
+                             [Path(p) for p in i.step_images], Path(runtime.cwd) / "atrophy")
+        self._results["atrophy_dir"] = str(out)
+        return runtime
+
+
+class _SeedStdInputSpec(BaseInterfaceInputSpec):
+    synthetic = InputMultiObject(File(exists=True), mandatory=True)
+    maps = File(exists=True, mandatory=True)
+
+
+class _SeedStdOutputSpec(TraitedSpec):
+    seedstd = File(exists=True)
+    summary = File(exists=True)
+
+
+class SeedStd(SimpleInterface):
+    """Voxel-wise standard deviation across samples and where they disagree (ribbon vs elsewhere)."""
+
+    input_spec = _SeedStdInputSpec
+    output_spec = _SeedStdOutputSpec
+
+    def _run_interface(self, runtime):
+        std, summary = make_seed_std([Path(p) for p in self.inputs.synthetic], Path(self.inputs.maps),
+                                     Path(runtime.cwd))
+        self._results.update({"seedstd": str(std), "summary": str(summary)})
+        return runtime
+
+
+# -- publishing ----------------------------------------------------------------------------------------------
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+    return dst
+
+
+ATROPHY_FIGURES = (("series_figure", "atrophyseries", "T1w"), ("plot_figure", "atrophyplot", "qc"))
+
+
+def atrophy_step_sidecar(base: dict, spec: AtrophySpec, spec_path: Path, surfaces: dict, step: int,
+                         baseline_uri: str) -> dict:
+    """Sidecar of one atrophy step image: the synthetic-image sidecar (seed, model sha256…) plus the spec,
+    the step, the prescribed thinning per region and the surface checks of that step."""
+    out = dict(base)
+    out["Description"] = (f"Synthetic T1w of atrophy step {step} of {spec.steps}: the pial surface thinned as "
+                          "the atrophy spec prescribes (linear over steps), synthesised with the baseline's seed. "
+                          "Not an acquired image." + (" Made with a DEMO model: not for research use."
+                                                      if base.get("ModelIsDemo") else ""))
+    out["Sources"] = [baseline_uri] + list(base.get("Sources", []))
+    out.update({
+        "AtrophyStep": int(step),
+        "AtrophySteps": int(spec.steps),
+        "AtrophySpec": spec.to_dict(),
+        "AtrophySpecFile": spec_path.name,
+        "AtrophySpecSHA256": surfaces["spec_sha256"],
+        "PrescribedThinning": prescribed_region_mm(spec, surfaces, step),
+        "PrescribedThinningUnits": "mm of cortical thickness (FreeSurfer definition), mean over the region",
+        "SurfaceChecks": {hemi: next(c for c in info["checks"] if c["step"] == step)
+                          for hemi, info in surfaces["hemispheres"].items()},
+    })
+    return out
+
+
+def write_atrophy_derivatives(output_dir: Path, subject: str, session: str | None, base_sidecar: dict,
+                              spec_path: Path, surfaces_report: Path, step_images: Sequence[Path],
+                              pial_gifti: Sequence[Path], atrophy_dir: Path,
+                              baseline_published: Path) -> tuple[list[Path], list[tuple[dict, Path]]]:
+    """Publish the series: step images with sidecars, thinned pial GIFTIs, the QC table (+ data dictionary),
+    the targets summary and figures. Returns (files written, [(figure entities, figure path)])."""
+    from ..bids.dataset import write_json
+
+    spec = load_atrophy_spec(spec_path)
+    surfaces = json.loads(Path(surfaces_report).read_text())
+    baseline_uri = naming.bids_uri("", Path(baseline_published), output_dir)
+    written: list[Path] = []
+    for step, image in enumerate(step_images, 1):
+        dst = output_dir / naming.atrophy_image_path(subject, session, step)
+        written.append(_copy(Path(image), dst))
+        written.append(write_json(naming.sidecar_of(dst), atrophy_step_sidecar(
+            base_sidecar, spec, spec_path, surfaces, step, baseline_uri)))
+    by_name = {Path(p).name: Path(p) for p in pial_gifti}
+    for step in range(1, spec.steps + 1):
+        for hemi in surfaces["hemispheres"]:
+            src = by_name[naming.atrophy_work_pial(hemi, step)]
+            written.append(_copy(src, output_dir / naming.atrophy_pial_path(subject, session, hemi, step)))
+    written.append(_copy(ATROPHY_FOLDER.path(atrophy_dir, "table"),
+                         output_dir / naming.atrophy_qc_path(subject, session)))
+    written.append(_copy(ATROPHY_FOLDER.path(atrophy_dir, "dictionary"),
+                         output_dir / naming.atrophy_qc_path(subject, session, ".json")))
+    targets = json.loads(ATROPHY_FOLDER.path(atrophy_dir, "summary").read_text())
+    targets["surface_checks"] = surfaces["hemispheres"]
+    written.append(write_json(output_dir / naming.atrophy_summary_path(subject, session), targets))
+    figures = []
+    for key, desc, suffix in ATROPHY_FIGURES:
+        dst = output_dir / naming.figure_path(subject, session, desc, suffix)
+        figures.append(({"desc": desc, "suffix": suffix, "hemi": None},
+                        _copy(ATROPHY_FOLDER.path(atrophy_dir, key), dst)))
+        written.append(dst)
+    return written, figures
+
+
+def write_seedstd_derivatives(output_dir: Path, subject: str, session: str | None, seedstd: Path, summary: Path,
+                              seeds: Sequence[int]) -> list[Path]:
+    """Publish the seed std map with a sidecar holding where samples disagree (ribbon vs elsewhere)."""
+    from ..bids.dataset import write_json
+
+    dst = output_dir / naming.seedstd_path(subject, session)
+    _copy(Path(seedstd), dst)
+    stats = json.loads(Path(summary).read_text())
+    sidecar = {
+        "Description": "Voxel-wise sample standard deviation (ddof = 1) across the synthetic T1w images of this "
+                       "participant made with different seeds (intensity units of the [0, 1] images).",
+        "Sources": [naming.bids_uri("", output_dir / naming.synth_path(subject, session, s, len(seeds)), output_dir)
+                    for s in seeds],
+        "RandomSeeds": [int(s) for s in seeds],
+        "SeedStdSummary": stats,
+        "SeedStdSummaryDescription": "Mean and median std inside the cortical ribbon, in the rest of the brain "
+                                     "(inside the pial surfaces, outside the ribbon) and outside the pial surfaces; "
+                                     "ribbon_to_brain_ratio = ribbon mean / rest-of-brain mean.",
+    }
+    return [dst, write_json(naming.sidecar_of(dst), sidecar)]
+
+
+class _WriteAtrophyInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True)
+    subject = traits.Str(mandatory=True)
+    session = traits.Str(desc="session label (optional)")
+    sources = traits.List(traits.Str, desc="BIDS URIs of the inputs (sidecar 'Sources')")
+    run_json = File(exists=True, mandatory=True, desc="model, seeds, steps, device of the run")
+    published = traits.List(traits.Str, desc="the main derivatives node's files (orders this node after it)")
+    spec = File(exists=True, desc="atrophy spec")
+    surfaces_report = File(exists=True, desc="atrophy_surfaces' report (JSON)")
+    step_images = InputMultiObject(File(exists=True), desc="synthetic T1w per step")
+    pial_gifti = InputMultiObject(File(exists=True), desc="thinned pial GIFTI per step and hemisphere")
+    atrophy_dir = traits.Directory(exists=True, desc="the atrophy QC folder")
+    seedstd = File(exists=True, desc="seed std map")
+    seedstd_summary = File(exists=True, desc="seed std summary (JSON)")
+
+
+class _WriteAtrophyOutputSpec(TraitedSpec):
+    out_files = traits.List(traits.Str)
+
+
+class WriteAtrophyDerivatives(SimpleInterface):
+    """Publish the atrophy series and/or the seed std map (names from ``bids.naming``)."""
+
+    input_spec = _WriteAtrophyInputSpec
+    output_spec = _WriteAtrophyOutputSpec
+    always_run = True
+
+    def _run_interface(self, runtime):
+        from nipype.interfaces.base import isdefined
+
+        from .derivatives import synthetic_sidecar
+
+        i = self.inputs
+        out_dir = Path(i.output_dir)
+        session = i.session if isdefined(i.session) and i.session else None
+        run = json.loads(Path(i.run_json).read_text())
+        sources = list(i.sources) if isdefined(i.sources) else []
+        seeds = [int(s) for s in run["seeds"]]
+        written: list[Path] = []
+        if isdefined(i.spec):
+            baseline = out_dir / naming.synth_path(i.subject, session, seeds[0], run["num_samples"])
+            files, _ = write_atrophy_derivatives(
+                out_dir, i.subject, session, synthetic_sidecar(run, seeds[0], sources), Path(i.spec),
+                Path(i.surfaces_report), [Path(p) for p in i.step_images], [Path(p) for p in i.pial_gifti],
+                Path(i.atrophy_dir), baseline)
+            written += files
+        if isdefined(i.seedstd):
+            written += write_seedstd_derivatives(out_dir, i.subject, session, Path(i.seedstd),
+                                                 Path(i.seedstd_summary), seeds)
+        self._results["out_files"] = [str(f) for f in written]
+        return runtime
