@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from meshes import icosphere
 
 from cor2vox_bids.errors import ExitCode, MissingInputError, ParticipantError, UsageError
 from cor2vox_bids.geometry import Hemisphere, Surface, cortical_thickness
@@ -26,6 +25,7 @@ from cor2vox_bids.geometry.intersections import (
     self_intersections,
     triangles_intersect,
 )
+from meshes import icosphere
 
 R_WHITE, R_PIAL = 20.0, 24.0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qc_phantoms import sphere_phantom, sphere_surfaces
 
 from cor2vox_bids.qc.atrophy import (
     ATROPHY_COLUMNS,
@@ -21,6 +20,7 @@ from cor2vox_bids.qc.atrophy import (
     surface_thinning,
     write_atrophy_tsv,
 )
+from qc_phantoms import sphere_phantom, sphere_surfaces
 
 CENTRE = np.array((3.3, -2.7, 5.1))
 CAP_DEG = 35.0
