@@ -113,7 +113,35 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
                         "dk_regions_ordered_synthetic": f"{order_syn['ordered']}/{order_syn['regions']}",
                         "dk_order_violations_synthetic": order_syn["violations"],
                         "dk_regions_ordered_real": f"{order_real['ordered']}/{order_real['regions']}"})
+    condition_swap(results, work)
     return results
+
+
+def condition_swap(results: list[dict], work: Path) -> None:
+    """Feed one participant's surfaces, compare with another's image: the image must follow the cortex.
+
+    For each held-out participant b and every other held-out participant a, the synthetic image made from a's
+    surfaces is compared with b's real image (each on its own model grid: RAS-aligned, same shape and spacing, centred
+    on the pial surfaces, so the arrays overlay up to anatomy), inside b's brain. ``swap_ssim_brain`` is the mean over
+    a; ``swap_ssim_drop`` = b's own ``ssim_brain`` minus it.
+    """
+    from cor2vox_bids.qc.similarity import head_mask_from_intensity, similarity
+
+    if len(results) < 2:
+        return
+    images = {}
+    for r in results:
+        d = work / r["participant"]
+        maps, _ = read_maps(d / "maps.npz")
+        real = np.asarray(nib.load(str(d / "real.nii.gz")).dataobj, dtype=np.float32)
+        images[r["participant"]] = (np.asarray(nib.load(str(d / "synth.nii.gz")).dataobj, dtype=np.float32), real,
+                                    maps["sdf_pial"] < 0)
+    for r in results:
+        _, real_b, brain_b = images[r["participant"]]
+        swaps = [similarity(synth_a, real_b, brain_b, head_mask_from_intensity(real_b))["ssim_brain"]
+                 for a, (synth_a, _, _) in images.items() if a != r["participant"]]
+        r["swap_ssim_brain"] = float(np.mean(swaps))
+        r["swap_ssim_drop"] = float(r["ssim_brain"] - r["swap_ssim_brain"])
 
 
 def fmt(v) -> str:
@@ -185,7 +213,8 @@ def write_card(model: Path, results: list[dict]) -> None:
             "training_wall_seconds": train_seconds,
             "held_out": results}
     (model / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
-    cols = ["participant", "ssim_brain", "baseline_ssim_brain", "psnr_brain", "mae_brain", "ssim_head",
+    cols = ["participant", "ssim_brain", "baseline_ssim_brain", "swap_ssim_brain", "swap_ssim_drop", "psnr_brain",
+            "mae_brain", "ssim_head",
             "ribbon_dice_synthetic", "ribbon_dice_real", "dk_regions_ordered_synthetic", "dk_regions_ordered_real",
             "seconds_synthesis"]
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -210,10 +239,11 @@ def write_card(model: Path, results: list[dict]) -> None:
                  if init else "")
     text = f"""# Model card: {cfg['name']} — DEMO MODEL
 
-**This is a demonstration model.** It was trained by `cor2vox-train` on pseudo-participants that are all smooth
-deformations of one template brain (FreeSurfer 7.3.2 `fsaverage5`, modified; FreeSurfer licence, see
-`LICENSE.FreeSurfer.txt` beside this card). It shows that the pipeline works end to end on a laptop; it has never
-seen a real individual brain and must not be used for research conclusions. Train your own model
+**This is a demonstration model.** It was trained by `cor2vox-train` on pseudo-participants made from one template
+brain (FreeSurfer 7.3.2 `fsaverage5`, modified; FreeSurfer licence, see `LICENSE.FreeSurfer.txt` beside this card):
+each has a smooth random regional thickness change, a T1w rendered from its own surfaces and fsaverage's `aseg`,
+and a smooth random deformation (`cor2vox-demo-data`). It shows that the pipeline works end to end on a laptop; it
+has never seen a real individual brain and must not be used for research conclusions. Train your own model
 (`docs/training.md`).
 
 - Code version: {__version__}; weights sha256 `{card['weights_sha256']}`
@@ -238,6 +268,8 @@ held-out participants, from the EMA weights (shipped) and from the raw training 
 
 SSIM/PSNR/MAE: synthetic vs the participant's real T1w on the model grid, inside the pial surfaces (brain) or the
 head. Baseline: the undeformed template T1 placed in the participant's scanner frame vs the same real image.
+Condition swap: the image synthesized from another held-out participant's surfaces vs this participant's real image
+(inside this participant's brain); the drop from `ssim_brain` shows that the image follows the cortex it is given.
 Ribbon Dice: grey-matter class of a 3-class mixture fitted inside the pial surface + 3 mm vs the surfaces' ribbon.
 DK ordered: regions whose mean intensity is WM > GM > CSF (sampled {cfg['grid']['spacing_mm']} mm inside white,
 mid-cortex, {cfg['grid']['spacing_mm']} mm outside pial).
@@ -256,7 +288,8 @@ participant's own image, on the model grid and at its own resolution.
 
 {chr(10).join(thick)}
 
-Reproduce: `bash scripts/train_demo_model.sh` (from scratch; same weights for the same seed on the same CPU kind).
+Reproduce: `bash scripts/train_demo_model.sh` (fine-tunes the model it was initialised from, named above — it is in
+this repository's history; `INIT=` trains from scratch; same weights for the same seed on the same CPU kind).
 """
     (model / "model_card.md").write_text(text)
 
