@@ -27,6 +27,11 @@ RUN /opt/cor2vox/bin/python -m pip install --no-cache-dir --no-index --no-deps \
         --find-links /tmp/wheelhouse/app -r /tmp/wheelhouse/app/requirements.txt \
     && /opt/cor2vox/bin/python -m pip check \
     && /opt/cor2vox/bin/cor2vox-bids --version
+# The geometry kernels (numba) compiled now, into the image: without this, a container on a read-only root file
+# system compiles them for ~25 s in every process. At run time the package copies this cache once into
+# $XDG_CACHE_HOME (numba cannot use a folder it cannot write to; cor2vox_bids/geometry/_cache.py). The cache is for
+# this machine's CPU type: on another type the first process of a run compiles into $XDG_CACHE_HOME instead.
+RUN NUMBA_CACHE_DIR=/opt/cor2vox/numba-cache /opt/cor2vox/bin/python -m cor2vox_bids.geometry.warmup
 
 # ---- stage 2: runtime (no wheelhouse, no caches, no compilers) -------------------------------------------------
 FROM ${BASE_IMAGE}
@@ -61,6 +66,7 @@ ENV PATH=/opt/cor2vox/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
     MPLCONFIGDIR=/tmp/mpl \
     MPLBACKEND=Agg \
     TORCH_HOME=/tmp/torch \
+    NUMBA_CACHE_DIR=/opt/cor2vox/numba-cache \
     NIPYPE_NO_ET=1 \
     NO_ET=1 \
     NIPYPE_CONFIG_DIR=/tmp/.nipype \

@@ -4,7 +4,12 @@ Imports numpy, scipy, nibabel, edt and numba only (no torch, no nipype). The com
 ``set_num_threads`` threads (default: all CPUs); results do not depend on the thread count.
 """
 
-from ._kernels import set_num_threads
+from ._cache import kernel_cache
+
+with kernel_cache():  # the compiled kernels' cache folder (before they are defined)
+    from ._kernels import set_num_threads
+    from ._regions import band_sqdist  # noqa: F401
+
 from .atlas import DK_REGIONS, region_table
 from .conditioning import MAP_NAMES, conditioning_maps, cortex_sdf, edge_map, ribbon_mask
 from .grid import ModelGrid, resample

@@ -13,8 +13,9 @@
 * :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
   arithmetic (see ``sdf.py``).
 
-Kernels are compiled on first use and cached (``cache=True``): next to this file, or under
-``$XDG_CACHE_HOME/numba`` where the install is read-only (the container: compiled on its first run).
+Kernels are compiled on first use and cached (``cache=True``) in the folder that ``_cache.py`` chooses (container
+images ship it compiled). Small helpers are left to LLVM to inline (numba's IR inlining cost compile time, not run
+time) and the ones called with constant arguments have explicit signatures (one compilation each).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def set_num_threads(n: int | None) -> int:
     return int(numba.get_num_threads())
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz):
     dx, dy, dz = bx - ax, by - ay, bz - az
     wx, wy, wz = px - ax, py - ay, pz - az
@@ -46,7 +47,7 @@ def _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz):
     return ex * ex + ey * ey + ez * ez
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def point_triangle_sqdist1(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Exact squared distance from point p to triangle abc (float64 scalars)."""
     abx, aby, abz = bx - ax, by - ay, bz - az
@@ -176,7 +177,7 @@ def gather_spheres(table, items):
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pruned(px, py, pz, row, root, best):
     """True when everything in ``row`` (centre, radius, unit normal, slab half-thickness) is at least
     ``sqrt(best)`` from p: dist^2 >= max(|h| - w, 0)^2 + max(rho - radius, 0)^2 with h the height over the
@@ -196,7 +197,7 @@ def _pruned(px, py, pz, row, root, best):
     return g > 0.0 and h2 + g * g >= best
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _tri_sqdist(px, py, pz, tab, t):
     return point_triangle_sqdist1(px, py, pz, tab[t, 0], tab[t, 1], tab[t, 2], tab[t, 3], tab[t, 4], tab[t, 5],
                                   tab[t, 6], tab[t, 7], tab[t, 8])
@@ -268,7 +269,7 @@ def query_sqdist(points, upper_sq, tab, origin, cell, dims, start, items, sphere
             out[q] = best
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _edge_sign(xa, ya, xb, yb, px, py):
     """Exact side of p w.r.t. the directed edge a->b; ties broken as for p + (eps, eps^2)."""
     dx, dy = xb - xa, yb - ya

@@ -54,7 +54,7 @@ def _vertex_faces(f, n):
     return start, faces
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _unit(x, y, z):
     n = math.sqrt(x * x + y * y + z * z)
     if n == 0.0:
@@ -62,7 +62,8 @@ def _unit(x, y, z):
     return x / n, y / n, z / n
 
 
-@njit(cache=True)
+@njit("void(float64[:, ::1], int64, float64, float64, float64, float64, float64, float64, float64, "
+       "float64[:, ::1], float64[::1])", cache=True)
 def _add_plane(planes, p, gx, gy, gz, px, py, pz, slack, lin, off):
     """Row p: the world half-space ``g . (x - p) <= slack`` as ``G . (i, j, k) <= C`` in index space."""
     planes[p, 0] = lin[0, 0] * gx + lin[1, 0] * gy + lin[2, 0] * gz
@@ -71,7 +72,7 @@ def _add_plane(planes, p, gx, gy, gz, px, py, pz, slack, lin, off):
     planes[p, 3] = gx * (px - off[0]) + gy * (py - off[1]) + gz * (pz - off[2]) + slack
 
 
-@njit(cache=True)
+@njit("Tuple((boolean, int64))(int64[:, :], int64[::1], int64[::1], int64, int64, int64)", cache=True)
 def _edge_other(f, vf_start, vf_faces, t, a, b):
     """(owner, other): ``owner`` False when a face with a smaller index also has edge ab (it scans the
     edge); ``other`` the third vertex of one other face on the edge, or -1."""
@@ -174,7 +175,7 @@ def _set_box(box, lo, hi, shape):
     return not empty
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _to_index(inv, off, x, y, z):
     x, y, z = x - off[0], y - off[1], z - off[2]
     return (inv[0, 0] * x + inv[0, 1] * y + inv[0, 2] * z, inv[1, 0] * x + inv[1, 1] * y + inv[1, 2] * z,
@@ -189,7 +190,7 @@ def _ball_box(reach, band, offsets):
     return False
 
 
-@njit(cache=True)
+@njit("boolean(float64[:, ::1], int64, float64[:, :], float64[::1], float64, float64[:, ::1])", cache=True)
 def _cone_box(rays, n_rays, inv, reach, band, offsets):
     """Index-space offsets (``offsets`` rows lo, hi) bounding the cone spanned by ``rays[:n_rays]`` (unit,
     all in the cone) cut to length ``band``; where no pointed bound exists, those of the whole ball (returns
@@ -221,7 +222,7 @@ def _cone_box(rays, n_rays, inv, reach, band, offsets):
     return True
 
 
-@njit(cache=True)
+@njit("int64(float64[:, ::1], int64, float64[:, ::1], int64, float64, float64, float64)", cache=True)
 def _valid_rays(normals, n_normals, rays, n_rays, x, y, z):
     """Append +-(x, y, z) (normalised) to ``rays`` when it satisfies every ``u . normal <= 0`` (tolerant)."""
     nn = math.sqrt(x * x + y * y + z * z)

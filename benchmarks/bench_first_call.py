@@ -1,0 +1,121 @@
+"""Benchmark: the first geometry call of a fresh process, with an empty, a warm and a prebuilt kernel cache.
+
+Each case runs one participant's geometry in a new Python process (imports included): the conditioning maps of
+fsaverage5's two hemispheres on a demo-sized grid (80 x 96 x 80 @ 2 mm) and both hemispheres' thickness. Cases:
+
+* ``pip-empty`` / ``pip-warm``: a writable install whose kernel cache is empty, then the same cache again (the
+  cache folder is a fresh ``NUMBA_CACHE_DIR``: the same code path as the package's ``__pycache__``);
+* ``ro-prebuilt`` / ``ro-prebuilt-again``: the package folder read-only (a copy on a read-only bind mount, as in a
+  container), ``NUMBA_CACHE_DIR`` a read-only cache compiled beforehand by ``python -m
+  cor2vox_bids.geometry.warmup`` (what the Dockerfile and Singularity.def do), an empty ``XDG_CACHE_HOME``;
+  the first process copies the cache there, the second finds it;
+* ``ro-none``: the package folder read-only, no prebuilt cache (compiles into ``XDG_CACHE_HOME``).
+
+Read-only folders are made with ``mount --bind`` + ``remount,ro`` when run as root, else with ``chmod -R a-w``.
+Prints wall seconds per case and the ratio to ``pip-warm``. Usage: ``python benchmarks/bench_first_call.py
+[--cases pip-empty,pip-warm,ro-prebuilt,ro-prebuilt-again,ro-none]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORK = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np
+from cor2vox_bids.demodata import fsaverage5_dir
+from cor2vox_bids.geometry import ModelGrid, conditioning_maps, cortical_thickness, load_freesurfer_hemisphere
+hemis = [load_freesurfer_hemisphere(fsaverage5_dir(), h) for h in "LR"]
+grid = ModelGrid.around(np.concatenate([h.pial.vertices for h in hemis]), (80, 96, 80), 2.0)
+conditioning_maps(hemis, grid)
+for h in hemis:
+    cortical_thickness(h.white.vertices, h.white.faces, h.pial.vertices, h.pial.faces)
+import cor2vox_bids.geometry._cache as c
+print("inside", round(time.perf_counter() - t0, 2), c.CACHE_DIR)
+"""
+
+
+@contextmanager
+def read_only(path: Path):
+    """``path`` read-only for the duration (bind mount as root, else permission bits)."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+            yield
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+    else:
+        subprocess.run(["chmod", "-R", "a-w", str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
+
+
+def run(env: dict, pythonpath: Path | None = None) -> tuple[float, str]:
+    e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")}
+    e.update(env)
+    if pythonpath is not None:
+        e["PYTHONPATH"] = str(pythonpath)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WORK], env=e, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return wall, proc.stdout.strip().splitlines()[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="pip-empty,pip-warm,ro-prebuilt,ro-prebuilt-again,ro-none")
+    cases = ap.parse_args().cases.split(",")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pip_cache = tmp / "pip-cache"
+        pip_cache.mkdir()
+        # a copy of the package on its own (read-only) folder, first on the path
+        pkg = tmp / "pkg"
+        shutil.copytree(ROOT / "cor2vox_bids", pkg / "cor2vox_bids",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+        prebuilt = tmp / "prebuilt"
+        prebuilt.mkdir()
+        for case in cases:
+            if case in ("pip-empty", "pip-warm"):
+                wall, info = run({"NUMBA_CACHE_DIR": str(pip_cache)}, pkg)
+            elif case in ("ro-prebuilt", "ro-prebuilt-again"):
+                if not any(prebuilt.iterdir()):  # the image build step
+                    subprocess.run([sys.executable, "-m", "cor2vox_bids.geometry.warmup"], check=True,
+                                   env={**os.environ, "NUMBA_CACHE_DIR": str(prebuilt), "PYTHONPATH": str(pkg)},
+                                   cwd=tmp)
+                xdg = tmp / "xdg-prebuilt"
+                xdg.mkdir(exist_ok=True)
+                with read_only(pkg), read_only(prebuilt):
+                    wall, info = run({"NUMBA_CACHE_DIR": str(prebuilt), "XDG_CACHE_HOME": str(xdg)}, pkg)
+            elif case == "ro-none":
+                xdg = tmp / "xdg-none"
+                xdg.mkdir()
+                with read_only(pkg):
+                    wall, info = run({"XDG_CACHE_HOME": str(xdg), "HOME": str(xdg)}, pkg)
+            else:
+                raise SystemExit(f"unknown case {case}")
+            results[case] = wall
+            print(f"{case:<18} {wall:7.1f} s   ({info.replace(str(tmp), '<tmp>')})", flush=True)
+    if "pip-warm" in results:
+        print("\nratio to pip-warm: " + ", ".join(f"{k} {v / results['pip-warm']:.2f}" for k, v in results.items()))
+
+
+if __name__ == "__main__":
+    main()
