@@ -34,8 +34,17 @@ chromium:
 	  || echo "chromium could not be installed: browser report tests will be skipped"; \
 	else echo "chromium not found (Debian: apt-get install chromium): browser report tests will be skipped"; fi
 
+# demo data are reused while the arguments and the generator (cor2vox_bids/demodata.py) are unchanged; the stamp
+# is written only after a complete build
+DEMO_DATA_ARGS = --participants $(DEMO_N) --first $(DEMO_FIRST) --no-site2
+DEMO_DATA_STAMP = $(DEMO)/data/.cor2vox-demo-data
+
 demo: install
-	$(VENV)/bin/cor2vox-demo-data $(DEMO)/data --participants $(DEMO_N) --first $(DEMO_FIRST) --no-site2
+	@want="$(DEMO_DATA_ARGS) $$(sha256sum cor2vox_bids/demodata.py | cut -c1-16)"; \
+	if [ -f "$(DEMO_DATA_STAMP)" ] && [ "$$(cat "$(DEMO_DATA_STAMP)")" = "$$want" ]; then \
+	  echo "demo data: reusing $(DEMO)/data ($(DEMO_DATA_ARGS))"; \
+	else rm -rf $(DEMO)/data && $(VENV)/bin/cor2vox-demo-data $(DEMO)/data $(DEMO_DATA_ARGS) \
+	  && echo "$$want" > "$(DEMO_DATA_STAMP)"; fi
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out group
 	@echo "Reports: $$(ls $(DEMO)/out/sub-*.html | tr '\n' ' ') and $(DEMO)/out/group_desc-qc_report.html"
