@@ -104,9 +104,9 @@ def load_init(settings: TrainSettings) -> tuple[dict | None, dict | None, dict |
 
 def prepare_pairs(settings: TrainSettings, config: dict, cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(condition, image) arrays per participant, computed once and cached as ``.npz`` in ``cache``."""
-    from ..diffusion.conditioning import condition_from_array
     from ..bids import naming
     from ..bids.inputs import collect_inputs
+    from ..diffusion.conditioning import condition_from_array
     from ..geometry.surfaces import save_hemispheres
     from ..interfaces.surfaces import load_and_validate
     from ..interfaces.synthesis import make_conditioning, read_maps, real_on_grid

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusion_helpers import randomize, sphere_pair, tiny_config
 from safetensors.torch import load_file
 
 from cor2vox_bids.cli import train as cli_train
@@ -15,6 +14,7 @@ from cor2vox_bids.diffusion.checkpoint import file_sha256, load_init_weights, sa
 from cor2vox_bids.diffusion.training import train
 from cor2vox_bids.diffusion.unet import UNet3D, UNetConfig
 from cor2vox_bids.errors import ModelError
+from diffusion_helpers import randomize, sphere_pair, tiny_config
 
 
 def _pairs(size=8):

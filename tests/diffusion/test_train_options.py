@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from diffusion_helpers import sphere_pair, tiny_config
 
 from cor2vox_bids.cli import train as cli_train
 from cor2vox_bids.cli.parser import parse_settings
 from cor2vox_bids.diffusion.training import train
 from cor2vox_bids.settings import TrainSettings
+from diffusion_helpers import sphere_pair, tiny_config
 
 
 def _settings(*args: str) -> TrainSettings:

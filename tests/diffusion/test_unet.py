@@ -6,10 +6,17 @@ import dataclasses
 
 import pytest
 import torch
-from diffusion_helpers import randomize, tiny_arch
 
-from cor2vox_bids.diffusion.unet import (AttentionBlock, UNet3D, UNetConfig, count_parameters, demo_config,
-                                         paper_config, timestep_embedding)
+from cor2vox_bids.diffusion.unet import (
+    AttentionBlock,
+    UNet3D,
+    UNetConfig,
+    count_parameters,
+    demo_config,
+    paper_config,
+    timestep_embedding,
+)
+from diffusion_helpers import randomize, tiny_arch
 
 
 def test_paper_config_parameter_count():

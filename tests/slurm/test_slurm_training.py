@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from slurm_helpers import timed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900, func_only=True)]
