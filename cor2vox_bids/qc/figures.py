@@ -117,7 +117,7 @@ def plot_surface_contours(
     axes[0].legend(loc="lower left", fontsize=7, framealpha=0.6)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path, dpi=90)
+    return _save(fig, path, dpi=75)
 
 
 def _values(rows: Sequence[Mapping[str, Any]], key: str) -> NDArray[np.float64]:
@@ -311,18 +311,18 @@ def plot_group_summary(
 def plot_conditioning(maps: Mapping[str, NDArray], path: str | Path, *, axis: int = 2) -> Path:
     """The middle slice (along voxel ``axis``) of each conditioning map, in the order the network sees them."""
     order = [k for k in ("sdf_cortex", "sdf_pial", "sdf_white", "edges", "ribbon") if k in maps]
-    fig = Figure(figsize=(3 * len(order), 3.4))
+    fig = Figure(figsize=(2.6 * len(order), 3.0))
     axes = np.atleast_1d(fig.subplots(1, len(order)))
     for ax, name in zip(axes, order):
         vol = np.asarray(maps[name], dtype=np.float64)
         sl = np.take(vol, vol.shape[axis] // 2, axis=axis).T
-        if name.startswith("sdf"):
+        if name.startswith("sdf"):  # blue inside (negative), red outside; the range is in the title
             lim = float(np.percentile(np.abs(sl), 99)) or 1.0
-            im = ax.imshow(sl, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.imshow(sl, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(f"{name} (±{lim:.0f} mm)", fontsize=8)
         else:
-            im = ax.imshow(sl, origin="lower", cmap="gray", vmin=0, vmax=1)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(name, fontsize=9)
+            ax.imshow(sl, origin="lower", cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{name} (0–1)", fontsize=8)
         ax.set_axis_off()
     return _save(fig, path, dpi=70)
 
