@@ -661,5 +661,7 @@ def group_axis_limits(values: NDArray, natural: tuple[float | None, float | None
         hi, lo = hi + (natural[0] - lo), natural[0]
     if natural[1] is not None and hi > natural[1]:
         lo, hi = max(lo - (hi - natural[1]), natural[0] if natural[0] is not None else -np.inf), natural[1]
+    if v.size:  # never hide a value: a measure outside its usual range (a negative SSIM) widens the axis
+        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
     edge = 0.03 * (hi - lo)  # a point on a natural bound (coverage 0, r 1) stays visible inside the frame
     return float(lo - edge), float(hi + edge)

@@ -93,3 +93,8 @@ def test_measures_have_human_names_units_and_flags():
     assert unknown.name == "A new measure" and unknown.units == "mm"
     assert format_value(0.8123, describe("coverage_real")) == "81.2 %"
     assert format_value(0.123456) == "0.123"
+
+
+def test_group_axis_never_hides_a_value_outside_the_usual_range():
+    lo, hi = F.group_axis_limits(np.array([-0.224, -0.22]), (0.0, 1.0), 0.1, (0.9, None))
+    assert lo < -0.224 and hi > 0.9
