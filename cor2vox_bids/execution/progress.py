@@ -131,8 +131,11 @@ def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
             started[name + key] = time.monotonic()
             logger.info("%s: %s started", key, step)
         elif status == "end":
-            seconds = time.monotonic() - started.pop(name + key, time.monotonic())
-            logger.info("%s: %s done (%.0f s)", key, step, seconds)
+            start = started.pop(name + key, None)
+            if start is None:  # Nipype found the result in the work folder: nothing ran
+                logger.info("%s: %s reused from the work folder", key, step)
+            else:
+                logger.info("%s: %s done (%.0f s)", key, step, time.monotonic() - start)
         elif status == "exception":
             logger.error("%s: %s failed (crash file in the participant's log folder)", key, step)
 

@@ -97,7 +97,9 @@ def test_node_status_lines_name_the_participant_and_the_step(caplog):
         cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc"), "end")
         cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.synthesis._synthesis0"), "start")  # map piece: quiet
         cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.report"), "exception")
+        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.ingest"), "end")  # cached: no start
     lines = [r.getMessage() for r in caplog.records]
+    assert lines.pop() == "sub-01: reading and checking the surfaces reused from the work folder"
     assert lines[0] == "sub-01: quality control started"
     assert lines[1].startswith("sub-01: quality control done (") and len(lines) == 3
     assert "report failed" in lines[2]
