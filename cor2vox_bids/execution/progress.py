@@ -112,9 +112,19 @@ STEP_NAMES = {"ingest": "reading and checking the surfaces", "conditioning": "co
               "derivatives": "writing derivatives", "report": "report"}
 
 
+def _result_older_than(node, when: float) -> bool:
+    """Whether the node's result file in the work folder predates ``when`` (epoch s): a cached result."""
+    try:
+        result = Path(node.output_dir()) / f"result_{node.name}.pklz"
+        return result.stat().st_mtime < when - 0.5
+    except (AttributeError, OSError, TypeError):
+        return False
+
+
 def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
     """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
-    console line when a participant's step starts, ends (with its time) or fails. ``participants``: work-dir
+    console line when a participant's step ends (with its time, or "reused" when its result was already in the
+    work folder) or fails; progress lines (``ProgressTail``) cover what happens inside a long step. ``participants``: work-dir
     sub-workflow name (``sub_01_wf``) → participant key."""
     import time
 
@@ -127,15 +137,14 @@ def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
         if key is None or step is None:  # map-node pieces (one per seed) are covered by the progress lines
             return
         name = parts[-1]
-        if status == "start":
-            started[name + key] = time.monotonic()
-            logger.info("%s: %s started", key, step)
+        if status == "start":  # Nipype says "start" before it looks for a cached result: print at "end"
+            started[name + key] = time.time()
         elif status == "end":
             start = started.pop(name + key, None)
-            if start is None:  # Nipype found the result in the work folder: nothing ran
+            if start is None or _result_older_than(node, start):  # found in the work folder: nothing ran
                 logger.info("%s: %s reused from the work folder", key, step)
             else:
-                logger.info("%s: %s done (%.0f s)", key, step, time.monotonic() - start)
+                logger.info("%s: %s done (%.0f s)", key, step, time.time() - start)
         elif status == "exception":
             logger.error("%s: %s failed (crash file in the participant's log folder)", key, step)
 

@@ -86,20 +86,30 @@ def test_default_work_folder_is_inside_the_output_and_ignored(tmp_path):
     assert "work/" in naming.BIDSIGNORE
 
 
-def test_node_status_lines_name_the_participant_and_the_step(caplog):
+def test_node_status_lines_name_the_participant_and_the_step(caplog, tmp_path):
+    import os
+    import time
     from types import SimpleNamespace
 
     from cor2vox_bids.execution.progress import node_status_logger
 
+    def node(name, folder=None):
+        return SimpleNamespace(fullname=f"cor2vox_wf.sub_01_wf.{name}", name=name.split(".")[-1],
+                               output_dir=lambda: str(folder or tmp_path / "none"))
+
+    cached = tmp_path / "ingest"
+    cached.mkdir()
+    (cached / "result_ingest.pklz").write_bytes(b"")
+    os.utime(cached / "result_ingest.pklz", (time.time() - 3600, time.time() - 3600))
     cb = node_status_logger(logging.getLogger("test.steps"), {"sub_01_wf": "sub-01"})
     with caplog.at_level(logging.INFO, logger="test.steps"):
-        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc"), "start")
-        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc"), "end")
-        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.synthesis._synthesis0"), "start")  # map piece: quiet
-        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.report"), "exception")
-        cb(SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.ingest"), "end")  # cached: no start
+        cb(node("qc"), "start")
+        cb(node("qc"), "end")
+        cb(node("synthesis._synthesis0"), "start")  # a map-node piece: the progress lines cover it
+        cb(node("ingest", cached), "start")
+        cb(node("ingest", cached), "end")
+        cb(node("report"), "exception")
     lines = [r.getMessage() for r in caplog.records]
-    assert lines.pop() == "sub-01: reading and checking the surfaces reused from the work folder"
-    assert lines[0] == "sub-01: quality control started"
-    assert lines[1].startswith("sub-01: quality control done (") and len(lines) == 3
-    assert "report failed" in lines[2]
+    assert lines[0].startswith("sub-01: quality control done (") and lines[0].endswith(" s)")
+    assert lines[1] == "sub-01: reading and checking the surfaces reused from the work folder"
+    assert "report failed" in lines[2] and len(lines) == 3
