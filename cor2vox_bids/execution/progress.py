@@ -124,8 +124,8 @@ def _result_older_than(node, when: float) -> bool:
 def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
     """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
     console line when a participant's step ends (with its time, or "reused" when its result was already in the
-    work folder) or fails; progress lines (``ProgressTail``) cover what happens inside a long step. ``participants``: work-dir
-    sub-workflow name (``sub_01_wf``) → participant key."""
+    work folder) or fails; progress lines (``ProgressTail``) cover what happens inside a long step.
+    ``participants``: work-dir sub-workflow name (``sub_01_wf``) → participant key."""
     import time
 
     started: dict[str, float] = {}
