@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "qc"))
 
 
 def resolution(seeds: int) -> None:
-    from qc_phantoms import bumpy_phantom, bumpy_surfaces, sector_labels
-
     from cor2vox_bids.geometry.thickness import cortical_thickness
     from cor2vox_bids.qc.measure import calibrate_lines, measure_thickness, prepare_hemisphere
     from cor2vox_bids.qc.thickness import image_thickness
+    from qc_phantoms import bumpy_phantom, bumpy_surfaces, sector_labels
 
     white, pial, f = bumpy_surfaces()
     fs = cortical_thickness(white, f, pial, f).astype(np.float64)

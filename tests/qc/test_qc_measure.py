@@ -6,6 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
+
+from cor2vox_bids.geometry.thickness import closest_distance, cortical_thickness
+from cor2vox_bids.qc.lines import SurfaceIndex, closest_points
+from cor2vox_bids.qc.measure import calibrate_lines, measure_thickness, prepare_hemisphere
+from cor2vox_bids.qc.profiles import STATUS_MISFIT, STATUS_OK, normal_cdf_and_kernel
+from cor2vox_bids.qc.ribbon import fit_gmm_1d, ribbon_dice_in_brain
+from cor2vox_bids.qc.thickness import image_thickness
+from cor2vox_bids.qc.tissue import ribbon_dice, tissue_labels
 from qc_phantoms import (
     CSF,
     GM,
@@ -18,15 +27,6 @@ from qc_phantoms import (
     sphere_phantom,
     sphere_surfaces,
 )
-from scipy.spatial.transform import Rotation
-
-from cor2vox_bids.geometry.thickness import closest_distance, cortical_thickness
-from cor2vox_bids.qc.lines import SurfaceIndex, closest_points
-from cor2vox_bids.qc.measure import calibrate_lines, measure_thickness, prepare_hemisphere
-from cor2vox_bids.qc.profiles import STATUS_MISFIT, STATUS_OK, normal_cdf_and_kernel
-from cor2vox_bids.qc.ribbon import fit_gmm_1d, ribbon_dice_in_brain
-from cor2vox_bids.qc.thickness import image_thickness
-from cor2vox_bids.qc.tissue import ribbon_dice, tissue_labels
 
 CENTRE = np.array((3.3, -2.7, 5.1))
 

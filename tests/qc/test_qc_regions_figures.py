@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from qc_phantoms import grid_affine, icosphere
 
 from cor2vox_bids.qc.adapters import hemisphere_rows
 from cor2vox_bids.qc.figures import (
@@ -28,6 +27,7 @@ from cor2vox_bids.qc.regions import (
     write_qc_tsv,
     write_summary_json,
 )
+from qc_phantoms import grid_affine, icosphere
 
 NAMES = [b"unknown", b"bankssts", b"cuneus", b"corpuscallosum", b"fusiform", b"insula"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qc_phantoms import sphere_phantom
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cor2vox_bids.qc.similarity import head_mask_from_intensity, masked_ssim, robust_minmax, similarity
 from cor2vox_bids.qc.tissue import ribbon_dice, tissue_labels
+from qc_phantoms import sphere_phantom
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qc_phantoms import CSF, GM, WM, icosphere, sphere_phantom, sphere_surfaces
 from scipy.special import ndtr
 
 from cor2vox_bids.qc.thickness import (
@@ -17,6 +16,7 @@ from cor2vox_bids.qc.thickness import (
     profile_directions,
     vertex_normals,
 )
+from qc_phantoms import CSF, GM, WM, icosphere, sphere_phantom, sphere_surfaces
 
 CENTRE = np.array((3.3, -2.7, 5.1))
 TRUE_THICKNESS = 2.5
