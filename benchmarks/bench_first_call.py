@@ -12,7 +12,8 @@ fsaverage5's two hemispheres on a demo-sized grid (80 x 96 x 80 @ 2 mm) and both
 * ``ro-none``: the package folder read-only, no prebuilt cache (compiles into ``XDG_CACHE_HOME``).
 
 Read-only folders are made with ``mount --bind`` + ``remount,ro`` when run as root, else with ``chmod -R a-w``.
-Prints wall seconds per case and the ratio to ``pip-warm``. Usage: ``python benchmarks/bench_first_call.py
+Prints wall and CPU seconds (the child process, threads summed: steadier on a busy machine) per case and the
+ratios to ``pip-warm``. Usage: ``python benchmarks/bench_first_call.py
 [--cases pip-empty,pip-warm,ro-prebuilt,ro-prebuilt-again,ro-none]``.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,17 +66,21 @@ def read_only(path: Path):
             subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
 
 
-def run(env: dict, pythonpath: Path | None = None) -> tuple[float, str]:
+def run(env: dict, pythonpath: Path | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the child process, its last line)."""
     e = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")}
     e.update(env)
     if pythonpath is not None:
         e["PYTHONPATH"] = str(pythonpath)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WORK], env=e, capture_output=True, text=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
-    return wall, proc.stdout.strip().splitlines()[-1]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -94,7 +100,7 @@ def main() -> None:
         prebuilt.mkdir()
         for case in cases:
             if case in ("pip-empty", "pip-warm"):
-                wall, info = run({"NUMBA_CACHE_DIR": str(pip_cache)}, pkg)
+                wall, cpu, info = run({"NUMBA_CACHE_DIR": str(pip_cache)}, pkg)
             elif case in ("ro-prebuilt", "ro-prebuilt-again"):
                 if not any(prebuilt.iterdir()):  # the image build step
                     subprocess.run([sys.executable, "-m", "cor2vox_bids.geometry.warmup"], check=True,
@@ -103,18 +109,20 @@ def main() -> None:
                 xdg = tmp / "xdg-prebuilt"
                 xdg.mkdir(exist_ok=True)
                 with read_only(pkg), read_only(prebuilt):
-                    wall, info = run({"NUMBA_CACHE_DIR": str(prebuilt), "XDG_CACHE_HOME": str(xdg)}, pkg)
+                    wall, cpu, info = run({"NUMBA_CACHE_DIR": str(prebuilt), "XDG_CACHE_HOME": str(xdg)}, pkg)
             elif case == "ro-none":
                 xdg = tmp / "xdg-none"
                 xdg.mkdir()
                 with read_only(pkg):
-                    wall, info = run({"XDG_CACHE_HOME": str(xdg), "HOME": str(xdg)}, pkg)
+                    wall, cpu, info = run({"XDG_CACHE_HOME": str(xdg), "HOME": str(xdg)}, pkg)
             else:
                 raise SystemExit(f"unknown case {case}")
-            results[case] = wall
-            print(f"{case:<18} {wall:7.1f} s   ({info.replace(str(tmp), '<tmp>')})", flush=True)
+            results[case] = (wall, cpu)
+            print(f"{case:<18} {wall:7.1f} s wall {cpu:7.1f} s cpu   ({info.replace(str(tmp), '<tmp>')})", flush=True)
     if "pip-warm" in results:
-        print("\nratio to pip-warm: " + ", ".join(f"{k} {v / results['pip-warm']:.2f}" for k, v in results.items()))
+        w, c = results["pip-warm"]
+        print("\nratio to pip-warm (wall / cpu): "
+              + ", ".join(f"{k} {v[0] / w:.2f} / {v[1] / c:.2f}" for k, v in results.items()))
 
 
 if __name__ == "__main__":

