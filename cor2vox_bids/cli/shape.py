@@ -40,24 +40,35 @@ def _positive(kind: type) -> typing.Callable[[str], typing.Any]:
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
+
     return parse
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("bids_dir", type=Path, help="BIDS dataset whose participants train the model.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--fs-subjects-dir", type=Path, help="FreeSurfer subjects folder (default: "
-                     "BIDS_DIR/derivatives/freesurfer).")
-    src.add_argument("--derivatives", metavar="smriprep=PATH", help="sMRIPrep derivatives with GIFTI surfaces "
-                     "(needs *_desc-reg_sphere.surf.gii unless on the template mesh).")
+    src.add_argument(
+        "--fs-subjects-dir", type=Path, help="FreeSurfer subjects folder (default: BIDS_DIR/derivatives/freesurfer)."
+    )
+    src.add_argument(
+        "--derivatives",
+        metavar="smriprep=PATH",
+        help="sMRIPrep derivatives with GIFTI surfaces (needs *_desc-reg_sphere.surf.gii unless on the template mesh).",
+    )
     p.add_argument("--participant-label", nargs="+", metavar="LABEL", help="Participants to use (01 or sub-01).")
-    p.add_argument("--template", default="fsaverage5", help="Template subject: an installed name or a FreeSurfer "
-                   "subject folder (default: fsaverage5).")
+    p.add_argument(
+        "--template",
+        default="fsaverage5",
+        help="Template subject: an installed name or a FreeSurfer subject folder (default: fsaverage5).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Statistical shape model of cortical surfaces (per-hemisphere PCA of "
-                     "mid-thickness xyz and thickness on a template mesh) and virtual participants made from it.")
+    parser = _Parser(
+        prog=PROG,
+        description="Statistical shape model of cortical surfaces (per-hemisphere PCA of "
+        "mid-thickness xyz and thickness on a template mesh) and virtual participants made from it.",
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("build", help="Fit a shape model to a dataset's surfaces.")
@@ -69,15 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_bids", type=Path, help="New (or empty) folder for the virtual dataset.")
     s.add_argument("--n", type=_positive(int), required=True, help="Number of virtual participants.")
     s.add_argument("--seed", type=int, required=True, help="Random seed (same seed, same participants).")
-    s.add_argument("--scale", type=_positive(float), default=1.0, help="Standard deviation of the latent codes "
-                   "(default 1.0; smaller is closer to the mean).")
+    s.add_argument(
+        "--scale",
+        type=_positive(float),
+        default=1.0,
+        help="Standard deviation of the latent codes (default 1.0; smaller is closer to the mean).",
+    )
     i = sub.add_parser("interpolate", help="Write a BIDS dataset interpolating between two training participants.")
     i.add_argument("model_dir", type=Path)
     i.add_argument("out_bids", type=Path, help="New (or empty) folder for the virtual dataset.")
     i.add_argument("--from", dest="src", required=True, help="Training participant at t = 0 (sub-A).")
     i.add_argument("--to", dest="dst", required=True, help="Training participant at t = 1 (sub-B).")
-    i.add_argument("--steps", type=_positive(int), required=True, help="Number of participants (ends included "
-                   "when >= 2; 1 gives the midpoint).")
+    i.add_argument(
+        "--steps",
+        type=_positive(int),
+        required=True,
+        help="Number of participants (ends included when >= 2; 1 gives the midpoint).",
+    )
     i.add_argument("--mode", choices=("slerp", "lerp"), default="slerp", help="Spherical (default) or linear.")
     e = sub.add_parser("evaluate", help="Leave-one-out reconstruction error vs components; slerp vs lerp midpoints.")
     _inputs(e)
@@ -106,35 +125,46 @@ def _evaluate(args: argparse.Namespace) -> dict:
     from ..shape.data import load_template
 
     tpl = load_template(args.template)
-    loaded, failed = load_training(args.bids_dir, args.fs_subjects_dir, _smriprep(args.derivatives),
-                                   args.participant_label, tpl, _log)
+    loaded, failed = load_training(
+        args.bids_dir, args.fs_subjects_dir, _smriprep(args.derivatives), args.participant_label, tpl, _log
+    )
     if len(loaded) < MIN_TRAINING + 1:
-        raise MissingInputError(f"evaluation needs at least {MIN_TRAINING + 1} participants; {len(loaded)} usable",
-                                args.bids_dir)
+        raise MissingInputError(
+            f"evaluation needs at least {MIN_TRAINING + 1} participants; {len(loaded)} usable", args.bids_dir
+        )
     ks = sorted({0, 1, 2, 3, 5, 8, 13, len(loaded) - 2} & set(range(len(loaded) - 1)))
     _log(f"leave-one-out over {len(loaded)} participants, components {ks}")
     errors = holdout_errors(loaded, ks)
     for k in ks:
-        _log(f"  k={k:2d}: held-out mid-surface RMS {errors[k]['mid_rms_mm']:.3f} mm, thickness RMS "
-             f"{errors[k]['thickness_rms_mm']:.3f} mm")
+        _log(
+            f"  k={k:2d}: held-out mid-surface RMS {errors[k]['mid_rms_mm']:.3f} mm, thickness RMS "
+            f"{errors[k]['thickness_rms_mm']:.3f} mm"
+        )
     model = fit_model(loaded, tpl, None)
     keys = model.training
     pairs = [(keys[i], keys[i + 1]) for i in range(0, len(keys) - 1, 2)]
     interp = interpolation_stats(model, pairs)
     for r in interp:
-        _log(f"  {r['from']} -> {r['to']}: latent norm ends {r['from_norm']:.2f}/{r['to_norm']:.2f}, midpoint "
-             f"slerp {r['slerp_norm']:.2f} lerp {r['lerp_norm']:.2f}; thickness std ends "
-             f"{r['from_thickness_std']:.3f}/{r['to_thickness_std']:.3f}, slerp {r['slerp_thickness_std']:.3f} "
-             f"lerp {r['lerp_thickness_std']:.3f} mm; deviation from mean thickness ends "
-             f"{r['from_thickness_dev']:.3f}/{r['to_thickness_dev']:.3f}, slerp {r['slerp_thickness_dev']:.3f} "
-             f"lerp {r['lerp_thickness_dev']:.3f} mm")
+        _log(
+            f"  {r['from']} -> {r['to']}: latent norm ends {r['from_norm']:.2f}/{r['to_norm']:.2f}, midpoint "
+            f"slerp {r['slerp_norm']:.2f} lerp {r['lerp_norm']:.2f}; thickness std ends "
+            f"{r['from_thickness_std']:.3f}/{r['to_thickness_std']:.3f}, slerp {r['slerp_thickness_std']:.3f} "
+            f"lerp {r['lerp_thickness_std']:.3f} mm; deviation from mean thickness ends "
+            f"{r['from_thickness_dev']:.3f}/{r['to_thickness_dev']:.3f}, slerp {r['slerp_thickness_dev']:.3f} "
+            f"lerp {r['lerp_thickness_dev']:.3f} mm"
+        )
     dims = sum(model.hemis[h].n_components for h in ("L", "R"))
     _log(f"  a sample z ~ N(0, I) in {dims} dimensions has norm about {np.sqrt(dims - 0.5):.2f}")
     thick = list(model.info["TrainingMeanThickness"].values())
-    return {"participants": keys, "left_out": dict(failed), "holdout": {str(k): v for k, v in errors.items()},
-            "interpolation_midpoints": interp, "latent_dimensions": dims,
-            "typical_sample_norm": float(np.sqrt(dims - 0.5)),
-            "training_mean_thickness_mm": {"min": float(np.min(thick)), "max": float(np.max(thick))}}
+    return {
+        "participants": keys,
+        "left_out": dict(failed),
+        "holdout": {str(k): v for k, v in errors.items()},
+        "interpolation_midpoints": interp,
+        "latent_dimensions": dims,
+        "typical_sample_norm": float(np.sqrt(dims - 0.5)),
+        "training_mean_thickness_mm": {"min": float(np.min(thick)), "max": float(np.max(thick))},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,8 +173,16 @@ def run(args: argparse.Namespace) -> int:
     from ..shape.model import load_model
 
     if args.command == "build":
-        _, failed = shape_build.build(args.bids_dir, args.model_dir, args.fs_subjects_dir, _smriprep(args.derivatives),
-                                      args.participant_label, args.components, args.template, _log)
+        _, failed = shape_build.build(
+            args.bids_dir,
+            args.model_dir,
+            args.fs_subjects_dir,
+            _smriprep(args.derivatives),
+            args.participant_label,
+            args.components,
+            args.template,
+            _log,
+        )
         if failed:
             _log(f"{len(failed)} participant(s) left out: {', '.join(k for k, _ in failed)}")
             return int(ExitCode.SOME_PARTICIPANTS_FAILED)
@@ -160,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "sample":
         shape_build.sample(model, args.model_dir, args.out_bids, args.n, args.seed, args.scale, _log)
     else:
-        shape_build.interpolate(model, args.model_dir, args.out_bids, args.src, args.dst, args.steps, args.mode,
-                                _log)
+        shape_build.interpolate(model, args.model_dir, args.out_bids, args.src, args.dst, args.steps, args.mode, _log)
     _log(f"wrote {args.out_bids} (run: cor2vox-bids {args.out_bids} OUTPUT_DIR participant)")
     return 0
 

@@ -19,8 +19,19 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["N_QUANTILES", "TISSUES", "barycentre", "distance_rows", "normalise", "quantile_function",
-           "image_quantiles", "tissue_masks", "tissue_quantiles", "wasserstein_1d", "wasserstein_quantiles"]
+__all__ = [
+    "N_QUANTILES",
+    "TISSUES",
+    "barycentre",
+    "distance_rows",
+    "normalise",
+    "quantile_function",
+    "image_quantiles",
+    "tissue_masks",
+    "tissue_quantiles",
+    "wasserstein_1d",
+    "wasserstein_quantiles",
+]
 
 TISSUES = ("WM", "GM", "CSF")
 N_QUANTILES = 1000
@@ -38,8 +49,9 @@ def normalise(image: NDArray, mask: NDArray[np.bool_], lo: float = 1.0, hi: floa
     return (img - a) / (b - a)
 
 
-def tissue_masks(sdf_white: NDArray, sdf_pial: NDArray, ribbon: NDArray,
-                 csf_shell_voxels: int = 2) -> dict[str, NDArray]:
+def tissue_masks(
+    sdf_white: NDArray, sdf_pial: NDArray, ribbon: NDArray, csf_shell_voxels: int = 2
+) -> dict[str, NDArray]:
     """WM (inside white), GM (the ribbon) and CSF (a shell of ``csf_shell_voxels`` outside the pial surface)
     from the conditioning maps — the same masks as :func:`cor2vox_bids.qc.tissue.tissue_means`."""
     from scipy import ndimage
@@ -95,15 +107,17 @@ def wasserstein_1d(u: NDArray, v: NDArray, u_weights: NDArray | None = None, v_w
     return float(np.sum(np.abs(fu - fv) * np.diff(grid)))
 
 
-def tissue_quantiles(image_normalised: NDArray, masks: Mapping[str, NDArray],
-                     n: int = N_QUANTILES) -> dict[str, NDArray]:
+def tissue_quantiles(
+    image_normalised: NDArray, masks: Mapping[str, NDArray], n: int = N_QUANTILES
+) -> dict[str, NDArray]:
     """Quantile function of the normalised intensities in each tissue mask (tissues with empty masks left out)."""
     img = np.asarray(image_normalised)
     return {t: quantile_function(img[np.asarray(m, dtype=bool)], n) for t, m in masks.items() if np.any(m)}
 
 
-def image_quantiles(image: NDArray, affine: NDArray, grid_affine: NDArray, masks: Mapping[str, NDArray],
-                    n: int = N_QUANTILES) -> dict[str, NDArray]:
+def image_quantiles(
+    image: NDArray, affine: NDArray, grid_affine: NDArray, masks: Mapping[str, NDArray], n: int = N_QUANTILES
+) -> dict[str, NDArray]:
     """Per-tissue quantile functions of an image on the grid of ``masks`` (voxel -> world ``grid_affine``).
 
     The image is resampled (trilinear, world coordinates) onto the grid unless it is already on it, then
@@ -122,8 +136,9 @@ def image_quantiles(image: NDArray, affine: NDArray, grid_affine: NDArray, masks
     return tissue_quantiles(normalise(img, head), masks, n)
 
 
-def distance_rows(participant_id: str, before: Mapping[str, NDArray], after: Mapping[str, NDArray],
-                  reference: Mapping[str, NDArray]) -> list[dict[str, object]]:
+def distance_rows(
+    participant_id: str, before: Mapping[str, NDArray], after: Mapping[str, NDArray], reference: Mapping[str, NDArray]
+) -> list[dict[str, object]]:
     """Rows ``participant_id, tissue, distance_before, distance_after`` (W1 to the reference per tissue).
 
     ``before``/``after``/``reference`` map tissue names to quantile functions on the same grid; a tissue

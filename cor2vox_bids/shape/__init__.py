@@ -5,5 +5,15 @@ PCA of mid-thickness surfaces and thickness, and virtual participants written as
 from .model import HemiPCA, ShapeModel, fit_pca, lerp, load_model, save_model, slerp
 from .sphere import Resampling, shares_mesh, sphere_resampling
 
-__all__ = ["HemiPCA", "Resampling", "ShapeModel", "fit_pca", "lerp", "load_model", "save_model", "shares_mesh",
-           "slerp", "sphere_resampling"]
+__all__ = [
+    "HemiPCA",
+    "Resampling",
+    "ShapeModel",
+    "fit_pca",
+    "lerp",
+    "load_model",
+    "save_model",
+    "shares_mesh",
+    "slerp",
+    "sphere_resampling",
+]

@@ -50,10 +50,13 @@ class Template:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description stored with the model."""
-        return {"Name": self.name, "NVertices": int(len(self.sphere["L"])),
-                "OrigAffine": np.asarray(self.orig_affine).round(6).tolist(),
-                "OrigShape": [int(s) for s in self.orig_shape],
-                "Frame": "FreeSurfer tkr RAS of the template's mri/orig.mgz"}
+        return {
+            "Name": self.name,
+            "NVertices": int(len(self.sphere["L"])),
+            "OrigAffine": np.asarray(self.orig_affine).round(6).tolist(),
+            "OrigShape": [int(s) for s in self.orig_shape],
+            "Frame": "FreeSurfer tkr RAS of the template's mri/orig.mgz",
+        }
 
 
 def installed_subject(name: str) -> Path | None:
@@ -73,7 +76,7 @@ def resolve_template(template: str) -> Path:
         return path
     found = installed_subject(template)
     if found is None:
-        hint = (" (install it with: pip install 'cor2vox-bids[demo]')" if template == "fsaverage5" else "")
+        hint = " (install it with: pip install 'cor2vox-bids[demo]')" if template == "fsaverage5" else ""
         raise MissingInputError(f"template subject {template!r} is neither a folder nor installed{hint}", template)
     return found
 
@@ -108,8 +111,11 @@ def _read_template(root: Path) -> Template:
         except Exception as exc:  # nibabel raises many types on corrupt files
             raise SurfaceError(f"unreadable annotation ({exc})", annot_path) from None
         faces[h], sphere[h], white[h], pial[h] = w.faces, s.vertices, w.vertices, p.vertices
-        annot[h] = (np.asarray(labels), np.asarray(ctab), [n.decode() if isinstance(n, bytes) else str(n)
-                                                           for n in names])
+        annot[h] = (
+            np.asarray(labels),
+            np.asarray(ctab),
+            [n.decode() if isinstance(n, bytes) else str(n) for n in names],
+        )
     orig = root / "mri" / "orig.mgz"
     if not orig.is_file():
         raise MissingParticipantFileError("the template has no mri/orig.mgz (needed for the frame)", orig)
@@ -165,8 +171,9 @@ def _read_thickness(path: Path, gifti: bool) -> np.ndarray:
         raise SurfaceError(f"unreadable GIFTI thickness ({exc})", path) from None
 
 
-def hemisphere_on_template(files: SourceHemi, template: Template, hemi: str) -> tuple[np.ndarray, np.ndarray,
-                                                                                      np.ndarray, bool]:
+def hemisphere_on_template(
+    files: SourceHemi, template: Template, hemi: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """White, pial (tkr/scanner mm) and thickness of one hemisphere on the template's vertices."""
     wv, wf = _read_surface(files.white, files.gifti)
     pv, pf = _read_surface(files.pial, files.gifti)
@@ -184,12 +191,15 @@ def hemisphere_on_template(files: SourceHemi, template: Template, hemi: str) -> 
     if files.sphere is None:
         if len(wv) == len(tpl_sphere) and np.array_equal(wf, tpl_faces):
             return wv, pv, thick, False  # the template's own mesh, no sphere needed
-        raise MissingParticipantFileError("missing sphere.reg (needed to bring the surfaces onto the template)",
-                                          files.white.parent / f"{FS_HEMI[hemi]}.sphere.reg")
+        raise MissingParticipantFileError(
+            "missing sphere.reg (needed to bring the surfaces onto the template)",
+            files.white.parent / f"{FS_HEMI[hemi]}.sphere.reg",
+        )
     sv, sf = _read_surface(files.sphere, files.gifti)
     if len(sv) != len(wv) or not np.array_equal(sf, wf):
-        raise SurfaceError(f"sphere.reg ({len(sv)} vertices) is not the mesh of the white surface ({len(wv)})",
-                           files.sphere)
+        raise SurfaceError(
+            f"sphere.reg ({len(sv)} vertices) is not the mesh of the white surface ({len(wv)})", files.sphere
+        )
     if shares_mesh(sv, sf, tpl_sphere, tpl_faces):
         return wv, pv, thick, False
     try:
@@ -197,8 +207,10 @@ def hemisphere_on_template(files: SourceHemi, template: Template, hemi: str) -> 
     except ValueError as exc:
         raise SurfaceError(f"unusable sphere ({exc})", files.sphere) from None
     if res.n_fallback > 0.001 * len(tpl_sphere):
-        raise SurfaceError(f"{res.n_fallback} template vertices fall in no triangle of this sphere (folded or "
-                           "not a sphere.reg)", files.sphere)
+        raise SurfaceError(
+            f"{res.n_fallback} template vertices fall in no triangle of this sphere (folded or not a sphere.reg)",
+            files.sphere,
+        )
     return res.apply(wv), res.apply(pv), res.apply(thick), True
 
 
@@ -216,9 +228,16 @@ def participant_on_template(key: str, hemis: dict[str, SourceHemi], template: Te
     n_l = len(mid["L"])
     angle = float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1))))
     rms = lambda a: float(np.sqrt(np.mean(np.sum((a - ref) ** 2, axis=1))))  # noqa: E731
-    return ParticipantOnTemplate(key, {"L": aligned[:n_l], "R": aligned[n_l:]}, thick, resampled, angle,
-                                 float(np.linalg.norm(trans + (rot - np.eye(3)) @ both.mean(axis=0))),
-                                 rms(both), rms(aligned))
+    return ParticipantOnTemplate(
+        key,
+        {"L": aligned[:n_l], "R": aligned[n_l:]},
+        thick,
+        resampled,
+        angle,
+        float(np.linalg.norm(trans + (rot - np.eye(3)) @ both.mean(axis=0))),
+        rms(both),
+        rms(aligned),
+    )
 
 
 def normalise_label(label: str) -> str:
@@ -226,8 +245,9 @@ def normalise_label(label: str) -> str:
     return label[4:] if label.startswith("sub-") else label
 
 
-def discover(bids_dir: Path, fs_subjects_dir: Path | None, smriprep: Path | None,
-             labels: list[str] | None) -> tuple[list[tuple[str, dict[str, SourceHemi]]], list[tuple[str, str]]]:
+def discover(
+    bids_dir: Path, fs_subjects_dir: Path | None, smriprep: Path | None, labels: list[str] | None
+) -> tuple[list[tuple[str, dict[str, SourceHemi]]], list[tuple[str, str]]]:
     """Participants with surfaces: (key, files) to use and (key, reason) left out; whole-run problems raise."""
     from ..bids.inputs import freesurfer_inputs, gifti_inputs, make_layout, select_participants, select_sessions
 
@@ -236,8 +256,11 @@ def discover(bids_dir: Path, fs_subjects_dir: Path | None, smriprep: Path | None
     if fs_subjects_dir is None and smriprep is None:
         default = bids_dir / "derivatives" / "freesurfer"
         if not default.is_dir():
-            raise MissingInputError("no surfaces source: give --fs-subjects-dir or --derivatives smriprep=PATH "
-                                    "(BIDS_DIR/derivatives/freesurfer does not exist)", default)
+            raise MissingInputError(
+                "no surfaces source: give --fs-subjects-dir or --derivatives smriprep=PATH "
+                "(BIDS_DIR/derivatives/freesurfer does not exist)",
+                default,
+            )
         fs_subjects_dir = default
     for folder in (fs_subjects_dir, smriprep):
         if folder is not None and not folder.is_dir():
@@ -258,8 +281,13 @@ def discover(bids_dir: Path, fs_subjects_dir: Path | None, smriprep: Path | None
                     stem = hf.white.name.split("_hemi-")[0]
                     sphere = anat / f"{stem}_hemi-{h}_desc-reg_sphere.surf.gii"
                     thick = anat / f"{stem}_hemi-{h}_thickness.shape.gii"
-                    hemis[h] = SourceHemi(hf.white, hf.pial, sphere if sphere.is_file() else None,
-                                          thick if thick.is_file() else None, gifti=True)
+                    hemis[h] = SourceHemi(
+                        hf.white,
+                        hf.pial,
+                        sphere if sphere.is_file() else None,
+                        thick if thick.is_file() else None,
+                        gifti=True,
+                    )
             else:
                 _, found, _ = freesurfer_inputs(fs_subjects_dir, subject, session)
                 hemis = {h: SourceHemi(hf.white, hf.pial, hf.sphere, hf.thickness) for h, hf in found.items()}

@@ -58,11 +58,15 @@ def winding_numbers(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
     out = np.empty(len(pts))
     tri = v[f]  # (m, 3, 3)
     for s in range(0, len(pts), chunk):
-        d = tri[None, :, :, :] - pts[s:s + chunk, None, None, :]  # (c, m, 3, 3)
+        d = tri[None, :, :, :] - pts[s : s + chunk, None, None, :]  # (c, m, 3, 3)
         a, b, c = d[:, :, 0], d[:, :, 1], d[:, :, 2]
         la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
         num = np.einsum("...i,...i->...", a, np.cross(b, c))
-        den = (la * lb * lc + np.einsum("...i,...i->...", a, b) * lc
-               + np.einsum("...i,...i->...", b, c) * la + np.einsum("...i,...i->...", c, a) * lb)
-        out[s:s + chunk] = 2.0 * np.arctan2(num, den).sum(axis=1) / (4.0 * np.pi)
+        den = (
+            la * lb * lc
+            + np.einsum("...i,...i->...", a, b) * lc
+            + np.einsum("...i,...i->...", b, c) * la
+            + np.einsum("...i,...i->...", c, a) * lb
+        )
+        out[s : s + chunk] = 2.0 * np.arctan2(num, den).sum(axis=1) / (4.0 * np.pi)
     return out

@@ -59,8 +59,9 @@ class HemiPCA:
 
     def truncated(self, k: int) -> HemiPCA:
         """The same model keeping the first ``k`` components."""
-        return HemiPCA(self.mean, self.std, self.components[:k], self.variance[:k], self.total_variance,
-                       self.train_codes[:, :k])
+        return HemiPCA(
+            self.mean, self.std, self.components[:k], self.variance[:k], self.total_variance, self.train_codes[:, :k]
+        )
 
 
 def fit_pca(features: np.ndarray, n_components: int | None = None) -> HemiPCA:
@@ -86,7 +87,7 @@ def fit_pca(features: np.ndarray, n_components: int | None = None) -> HemiPCA:
     k_max = n - 1
     k = k_max if n_components is None else max(1, min(int(n_components), k_max))
     variance = s[:k] ** 2 / (n - 1)
-    pca = HemiPCA(mean, std, vt[:k].copy(), variance, float((z ** 2).sum() / (n - 1)), np.zeros((n, k)))
+    pca = HemiPCA(mean, std, vt[:k].copy(), variance, float((z**2).sum() / (n - 1)), np.zeros((n, k)))
     pca.train_codes = pca.encode(x)
     return pca
 
@@ -120,14 +121,17 @@ class ShapeModel:
                 "total_variance": p.total_variance,
             }
         return {
-            "Format": FORMAT, "FormatVersion": FORMAT_VERSION, "GeneratedBy": {"Name": "cor2vox-shape",
-                                                                                "Version": __version__},
-            "Template": self.template, "Training": self.training, "Hemispheres": hemis,
+            "Format": FORMAT,
+            "FormatVersion": FORMAT_VERSION,
+            "GeneratedBy": {"Name": "cor2vox-shape", "Version": __version__},
+            "Template": self.template,
+            "Training": self.training,
+            "Hemispheres": hemis,
             "Features": "per template vertex [x, y, z, thickness]: mid-thickness position (mm, template tkr RAS "
-                        "after rigid pose removal) and cortical thickness (mm); each column standardised",
+            "after rigid pose removal) and cortical thickness (mm); each column standardised",
             "PoseRemoval": "each participant's mid-thickness surfaces (both hemispheres together) rigidly aligned "
-                           "(rotation + translation, no scaling; Kabsch) to the template's mid-thickness "
-                           "surfaces before fitting",
+            "(rotation + translation, no scaling; Kabsch) to the template's mid-thickness "
+            "surfaces before fitting",
             "LatentCodes": "whitened: unit variance per component; sample z ~ N(0, I) * scale",
             **self.info,
         }
@@ -140,11 +144,20 @@ def save_model(model: ShapeModel, model_dir: Path) -> list[Path]:
     for h, p in model.hemis.items():
         labels, ctab, names = model.annot[h]
         path = model_dir / f"hemi-{h}_shape.npz"
-        np.savez_compressed(path, mean=p.mean, std=p.std, components=p.components, variance=p.variance,
-                            total_variance=np.float64(p.total_variance), train_codes=p.train_codes,
-                            faces=model.faces[h].astype(np.int32), sphere=model.sphere[h].astype(np.float32),
-                            annot_labels=labels.astype(np.int32), annot_ctab=ctab.astype(np.int32),
-                            annot_names=np.array(names, dtype=np.str_))
+        np.savez_compressed(
+            path,
+            mean=p.mean,
+            std=p.std,
+            components=p.components,
+            variance=p.variance,
+            total_variance=np.float64(p.total_variance),
+            train_codes=p.train_codes,
+            faces=model.faces[h].astype(np.int32),
+            sphere=model.sphere[h].astype(np.float32),
+            annot_labels=labels.astype(np.int32),
+            annot_ctab=ctab.astype(np.int32),
+            annot_names=np.array(names, dtype=np.str_),
+        )
         written.append(path)
     meta = model_dir / "shape_model.json"
     meta.write_text(json.dumps(model.metadata(), indent=2) + "\n")
@@ -165,8 +178,10 @@ def load_model(model_dir: Path) -> ShapeModel:
     if not isinstance(meta, dict) or meta.get("Format") != FORMAT:
         raise ModelError(f"not a {FORMAT} description", meta_path)
     if meta.get("FormatVersion") != FORMAT_VERSION:
-        raise ModelError(f"shape model format {meta.get('FormatVersion')} is not supported "
-                         f"(this version reads {FORMAT_VERSION})", meta_path)
+        raise ModelError(
+            f"shape model format {meta.get('FormatVersion')} is not supported (this version reads {FORMAT_VERSION})",
+            meta_path,
+        )
     hemis, faces, sphere, annot = {}, {}, {}, {}
     for h in HEMIS:
         path = model_dir / f"hemi-{h}_shape.npz"
@@ -175,17 +190,30 @@ def load_model(model_dir: Path) -> ShapeModel:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-            p = HemiPCA(arrays["mean"], arrays["std"], arrays["components"], arrays["variance"],
-                        float(arrays["total_variance"]), arrays["train_codes"])
+            p = HemiPCA(
+                arrays["mean"],
+                arrays["std"],
+                arrays["components"],
+                arrays["variance"],
+                float(arrays["total_variance"]),
+                arrays["train_codes"],
+            )
             faces[h] = arrays["faces"].astype(np.int64)
             sphere[h] = arrays["sphere"].astype(np.float64)
             annot[h] = (arrays["annot_labels"], arrays["annot_ctab"], [str(n) for n in arrays["annot_names"]])
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"damaged shape model file ({exc})", path) from None
         d = p.mean.shape[0]
-        if (p.std.shape != (d,) or p.components.ndim != 2 or p.components.shape[1] != d
-                or p.variance.shape != (p.components.shape[0],) or p.train_codes.shape[1:] != (p.n_components,)
-                or d % 4 or faces[h].max(initial=-1) >= d // 4 or sphere[h].shape != (d // 4, 3)):
+        if (
+            p.std.shape != (d,)
+            or p.components.ndim != 2
+            or p.components.shape[1] != d
+            or p.variance.shape != (p.components.shape[0],)
+            or p.train_codes.shape[1:] != (p.n_components,)
+            or d % 4
+            or faces[h].max(initial=-1) >= d // 4
+            or sphere[h].shape != (d // 4, 3)
+        ):
             raise ModelError("inconsistent array shapes in the shape model file", path)
         if not (np.all(np.isfinite(p.mean)) and np.all(np.isfinite(p.components)) and np.all(p.variance > 0)):
             raise ModelError("non-finite values or non-positive variances in the shape model file", path)
@@ -193,9 +221,22 @@ def load_model(model_dir: Path) -> ShapeModel:
     training = list(meta.get("Training", []))
     if any(len(training) != hemis[h].train_codes.shape[0] for h in HEMIS):
         raise ModelError("the training list does not match the stored training codes", meta_path)
-    info = {k: v for k, v in meta.items() if k not in {"Format", "FormatVersion", "GeneratedBy", "Template",
-                                                        "Training", "Hemispheres", "Features", "PoseRemoval",
-                                                        "LatentCodes"}}
+    info = {
+        k: v
+        for k, v in meta.items()
+        if k
+        not in {
+            "Format",
+            "FormatVersion",
+            "GeneratedBy",
+            "Template",
+            "Training",
+            "Hemispheres",
+            "Features",
+            "PoseRemoval",
+            "LatentCodes",
+        }
+    }
     return ShapeModel(hemis, dict(meta.get("Template", {})), faces, sphere, annot, training, info)
 
 
@@ -241,5 +282,6 @@ def interpolate_codes(model: ShapeModel, src: str, dst: str, steps: int, mode: s
     i, j = model.training.index(src), model.training.index(dst)
     fn = slerp if mode == "slerp" else lerp
     ts = [0.5] if steps == 1 else list(np.linspace(0.0, 1.0, steps))
-    return [(float(t), {h: fn(model.hemis[h].train_codes[i], model.hemis[h].train_codes[j], t) for h in HEMIS})
-            for t in ts]
+    return [
+        (float(t), {h: fn(model.hemis[h].train_codes[i], model.hemis[h].train_codes[j], t) for h in HEMIS}) for t in ts
+    ]

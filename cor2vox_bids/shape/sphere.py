@@ -121,8 +121,9 @@ def sphere_resampling(src_sphere: np.ndarray, src_faces: np.ndarray, targets: np
     return Resampling(faces[tri], weights, len(src), n_fallback)
 
 
-def shares_mesh(src_sphere: np.ndarray, src_faces: np.ndarray, tpl_sphere: np.ndarray, tpl_faces: np.ndarray,
-                atol_deg: float = 1e-3) -> bool:
+def shares_mesh(
+    src_sphere: np.ndarray, src_faces: np.ndarray, tpl_sphere: np.ndarray, tpl_faces: np.ndarray, atol_deg: float = 1e-3
+) -> bool:
     """True when the source mesh is the template's mesh (same faces, sphere vertices within ``atol_deg``)."""
     if np.shape(src_faces) != np.shape(tpl_faces) or np.shape(src_sphere) != np.shape(tpl_sphere):
         return False

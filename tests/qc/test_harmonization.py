@@ -34,8 +34,9 @@ def test_wasserstein_matches_scipy_and_shift():
 def test_quantile_version_is_exact_for_equal_sizes():
     rng = np.random.default_rng(1)
     u, v = rng.normal(0, 1, 1000), rng.normal(0.3, 2, 1000)
-    assert np.isclose(wasserstein_quantiles(quantile_function(u, 1000), quantile_function(v, 1000)),
-                      wasserstein_1d(u, v), rtol=1e-12)
+    assert np.isclose(
+        wasserstein_quantiles(quantile_function(u, 1000), quantile_function(v, 1000)), wasserstein_1d(u, v), rtol=1e-12
+    )
     # other sizes: the quantile grid approximates W1 closely
     w = rng.normal(0.3, 2, 4321)
     assert abs(wasserstein_quantiles(quantile_function(u), quantile_function(w)) - wasserstein_1d(u, w)) < 0.01
@@ -87,8 +88,12 @@ def test_harmonization_table_on_a_small_case():
     ref = {t: barycentre([q[t] for q in reference]) for t in ("WM", "GM", "CSF")}
     site_b = _render((0.8, 0.5, 0.2), r, rng, gamma=0.6, bias=0.5, gain=900.0)
     harmonized = _render((0.8, 0.5, 0.2), r, rng, noise=0.03)
-    rows = distance_rows("sub-01", tissue_quantiles(normalise(site_b, head), masks),
-                         tissue_quantiles(normalise(harmonized, head), masks), ref)
+    rows = distance_rows(
+        "sub-01",
+        tissue_quantiles(normalise(site_b, head), masks),
+        tissue_quantiles(normalise(harmonized, head), masks),
+        ref,
+    )
     assert [row["tissue"] for row in rows] == ["WM", "GM", "CSF"]
     for row in rows:
         assert row["distance_after"] < row["distance_before"], row

@@ -13,17 +13,55 @@ import pytest
 
 def icosahedron() -> tuple[np.ndarray, np.ndarray]:
     """The regular icosahedron on the unit sphere, faces wound outward."""
-    p = (1 + 5 ** 0.5) / 2
-    v = np.array([[-1, p, 0], [1, p, 0], [-1, -p, 0], [1, -p, 0], [0, -1, p], [0, 1, p], [0, -1, -p], [0, 1, -p],
-                  [p, 0, -1], [p, 0, 1], [-p, 0, -1], [-p, 0, 1]], dtype=np.float64)
-    f = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
-                  [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
-                  [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+    p = (1 + 5**0.5) / 2
+    v = np.array(
+        [
+            [-1, p, 0],
+            [1, p, 0],
+            [-1, -p, 0],
+            [1, -p, 0],
+            [0, -1, p],
+            [0, 1, p],
+            [0, -1, -p],
+            [0, 1, -p],
+            [p, 0, -1],
+            [p, 0, 1],
+            [-p, 0, -1],
+            [-p, 0, 1],
+        ],
+        dtype=np.float64,
+    )
+    f = np.array(
+        [
+            [0, 11, 5],
+            [0, 5, 1],
+            [0, 1, 7],
+            [0, 7, 10],
+            [0, 10, 11],
+            [1, 5, 9],
+            [5, 11, 4],
+            [11, 10, 2],
+            [10, 7, 6],
+            [7, 1, 8],
+            [3, 9, 4],
+            [3, 4, 2],
+            [3, 2, 6],
+            [3, 6, 8],
+            [3, 8, 9],
+            [4, 9, 5],
+            [2, 4, 11],
+            [6, 2, 10],
+            [8, 6, 7],
+            [9, 8, 1],
+        ],
+        dtype=np.int64,
+    )
     return v / np.linalg.norm(v, axis=1, keepdims=True), f
 
 
-def subdivide(vertices: np.ndarray, faces: np.ndarray, values: np.ndarray | None = None,
-              project: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def subdivide(
+    vertices: np.ndarray, faces: np.ndarray, values: np.ndarray | None = None, project: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Split every triangle in four; old vertices keep their indices (icosahedral order), new ones are edge
     midpoints (projected to the sphere when ``project``); ``values`` are carried as edge means."""
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
@@ -32,13 +70,15 @@ def subdivide(vertices: np.ndarray, faces: np.ndarray, values: np.ndarray | None
     n = len(vertices)
     mids = 0.5 * (vertices[uniq[:, 0]] + vertices[uniq[:, 1]])
     if project:
-        mids *= np.linalg.norm(vertices[uniq[:, 0]], axis=1, keepdims=True) / np.linalg.norm(mids, axis=1,
-                                                                                               keepdims=True)
+        mids *= np.linalg.norm(vertices[uniq[:, 0]], axis=1, keepdims=True) / np.linalg.norm(
+            mids, axis=1, keepdims=True
+        )
     m = len(faces)
     a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
-    ab, bc, ca = n + inv[:m], n + inv[m:2 * m], n + inv[2 * m:]
-    new_faces = np.concatenate([np.stack([a, ab, ca], 1), np.stack([ab, b, bc], 1), np.stack([ca, bc, c], 1),
-                                np.stack([ab, bc, ca], 1)])
+    ab, bc, ca = n + inv[:m], n + inv[m : 2 * m], n + inv[2 * m :]
+    new_faces = np.concatenate(
+        [np.stack([a, ab, ca], 1), np.stack([ab, b, bc], 1), np.stack([ca, bc, c], 1), np.stack([ab, bc, ca], 1)]
+    )
     new_values = None
     if values is not None:
         new_values = np.concatenate([values, 0.5 * (values[uniq[:, 0]] + values[uniq[:, 1]])])
@@ -73,10 +113,12 @@ def write_training_set(root: Path, n: int = 4, seed: int = 0, subdivided: tuple[
     bids = root / "bids"
     fs = bids / "derivatives" / "freesurfer"
     fs.mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "shape test", "BIDSVersion": "1.9.0",
-                                                                "DatasetType": "raw"}))
-    (fs / "dataset_description.json").write_text(json.dumps({"Name": "fs", "BIDSVersion": "1.9.0",
-                                                              "DatasetType": "derivative"}))
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "shape test", "BIDSVersion": "1.9.0", "DatasetType": "raw"})
+    )
+    (fs / "dataset_description.json").write_text(
+        json.dumps({"Name": "fs", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
+    )
     rng = np.random.default_rng(seed)
     for i in range(1, n + 1):
         label = f"{i:02d}"

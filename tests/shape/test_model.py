@@ -32,8 +32,14 @@ def _model(n: int = 7, v: int = 40) -> ShapeModel:
     hemis = {h: fit_pca(_features(n, v, seed=i)) for i, h in enumerate("LR")}
     annot = {h: (np.zeros(v, dtype=np.int32), np.array([[25, 5, 25, 0, 1639705]]), ["unknown"]) for h in "LR"}
     sphere = {h: np.random.default_rng(5).normal(size=(v, 3)) for h in "LR"}
-    return ShapeModel(hemis, {"Name": "toy", "OrigAffine": np.eye(4).tolist(), "OrigShape": [8, 8, 8]},
-                      {h: faces for h in "LR"}, sphere, annot, [f"sub-{i:02d}" for i in range(n)])
+    return ShapeModel(
+        hemis,
+        {"Name": "toy", "OrigAffine": np.eye(4).tolist(), "OrigShape": [8, 8, 8]},
+        {h: faces for h in "LR"},
+        sphere,
+        annot,
+        [f"sub-{i:02d}" for i in range(n)],
+    )
 
 
 def test_pca_round_trip_all_components():
@@ -106,7 +112,7 @@ def test_slerp_keeps_norm_lerp_shrinks():
     a, b = rng.normal(size=10), rng.normal(size=10)
     b *= np.linalg.norm(a) / np.linalg.norm(b)
     r = np.linalg.norm(a)
-    omega = np.arccos(a @ b / r ** 2)
+    omega = np.arccos(a @ b / r**2)
     for t in (0.0, 0.25, 0.5, 0.9, 1.0):
         assert np.isclose(np.linalg.norm(slerp(a, b, t)), r)
     assert np.allclose(slerp(a, b, 0.0), a) and np.allclose(slerp(a, b, 1.0), b)
@@ -132,9 +138,19 @@ def test_holdout_error_falls_with_components():
     from cor2vox_bids.shape.data import ParticipantOnTemplate
 
     rows = {h: _features(n=10, v=30, seed=s) for s, h in enumerate("LR")}
-    people = [ParticipantOnTemplate(f"sub-{i:02d}", {h: rows[h][i].reshape(-1, 4)[:, :3] for h in "LR"},
-                                    {h: rows[h][i].reshape(-1, 4)[:, 3] for h in "LR"}, False, 0.0, 0.0, 0.0, 0.0)
-            for i in range(10)]
+    people = [
+        ParticipantOnTemplate(
+            f"sub-{i:02d}",
+            {h: rows[h][i].reshape(-1, 4)[:, :3] for h in "LR"},
+            {h: rows[h][i].reshape(-1, 4)[:, 3] for h in "LR"},
+            False,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        )
+        for i in range(10)
+    ]
     errors = holdout_errors(people, [0, 1, 2, 3, 5])
     mid = [errors[k]["mid_rms_mm"] for k in (0, 1, 2, 3, 5)]
     assert mid[0] > mid[1] > mid[2] > mid[3]

@@ -23,11 +23,11 @@ def test_nested_mesh_is_reproduced_exactly():
     """Fine mesh -> coarse mesh whose vertices are the fine mesh's first ones: values carried exactly."""
     coarse_v, _ = _icosphere(2)
     fine_v, fine_f = _icosphere(4)
-    assert np.array_equal(fine_v[:len(coarse_v)], coarse_v)
+    assert np.array_equal(fine_v[: len(coarse_v)], coarse_v)
     values = np.random.default_rng(0).normal(size=(len(fine_v), 4))
     res = sphere_resampling(100 * fine_v, fine_f, 100 * coarse_v)
     assert res.n_fallback == 0
-    assert np.abs(res.apply(values) - values[:len(coarse_v)]).max() < 1e-12
+    assert np.abs(res.apply(values) - values[: len(coarse_v)]).max() < 1e-12
 
 
 def test_weights_are_gnomonic_barycentric():

@@ -16,8 +16,13 @@ from cor2vox_bids.errors import ExitCode
 from cor2vox_bids.shape.model import load_model
 
 VALIDATOR = shutil.which("bids-validator") or next(
-    (str(p) for p in [Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "bids-validator"]
-     if p.is_file()), None)
+    (
+        str(p)
+        for p in [Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "bids-validator"]
+        if p.is_file()
+    ),
+    None,
+)
 
 
 def test_build_records_training_and_resampling(shape_model_dir):
@@ -86,8 +91,24 @@ def test_sample_deterministic_per_seed(virtual_dataset, shape_model_dir, tmp_pat
 
 def test_interpolate_slerp_ends_and_norms(shape_model_dir, tmp_path):
     out = tmp_path / "interp"
-    assert main(["interpolate", str(shape_model_dir), str(out), "--from", "sub-01", "--to", "02",
-                 "--steps", "1", "--mode", "lerp"]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(shape_model_dir),
+                str(out),
+                "--from",
+                "sub-01",
+                "--to",
+                "02",
+                "--steps",
+                "1",
+                "--mode",
+                "lerp",
+            ]
+        )
+        == 0
+    )
     rows = [line.split("\t") for line in (out / "participants.tsv").read_text().splitlines()]
     head = rows[0]
     row = dict(zip(head, rows[1]))
@@ -98,8 +119,22 @@ def test_interpolate_slerp_ends_and_norms(shape_model_dir, tmp_path):
 
 
 def test_usage_and_input_errors(shape_model_dir, shape_training, tmp_path, capsys):
-    assert main(["interpolate", str(shape_model_dir), str(tmp_path / "x"), "--from", "sub-01", "--to", "sub-99",
-                 "--steps", "2"]) == ExitCode.USAGE
+    assert (
+        main(
+            [
+                "interpolate",
+                str(shape_model_dir),
+                str(tmp_path / "x"),
+                "--from",
+                "sub-01",
+                "--to",
+                "sub-99",
+                "--steps",
+                "2",
+            ]
+        )
+        == ExitCode.USAGE
+    )
     assert "sub-99" in capsys.readouterr().err
     missing = ["sample", str(tmp_path / "missing"), str(tmp_path / "y"), "--n", "1", "--seed", "0"]
     assert main(missing) == ExitCode.NO_INPUT
@@ -117,8 +152,10 @@ def test_broken_participant_is_left_out(shape_training, tmp_path, capsys):
     shutil.copytree(shape_training, bids)
     bad = bids / "derivatives/freesurfer/sub-02/surf/rh.pial"
     bad.write_bytes(bad.read_bytes()[:1000])
-    assert main(["build", str(bids), str(tmp_path / "model"), "--participant-label", "01", "02", "03",
-                 "04"]) == ExitCode.SOME_PARTICIPANTS_FAILED
+    assert (
+        main(["build", str(bids), str(tmp_path / "model"), "--participant-label", "01", "02", "03", "04"])
+        == ExitCode.SOME_PARTICIPANTS_FAILED
+    )
     err = capsys.readouterr().err
     assert str(bad) in err and "Traceback" not in err
     assert load_model(tmp_path / "model").training == ["sub-01", "sub-03", "sub-04"]
