@@ -491,3 +491,65 @@ class WriteAtrophyDerivatives(SimpleInterface):
                                                  Path(i.seedstd_summary), seeds)
         self._results["out_files"] = [str(f) for f in written]
         return runtime
+
+
+# -- report section ------------------------------------------------------------------------------------------
+
+
+def series_report_section(output_dir: Path, subject: str, session: str | None,
+                          report_path: Path) -> tuple[str | None, list[tuple[str, Path]]]:
+    """HTML of the report's "Atrophy series / seeds" section from the published files (None when neither was
+    made) and the (what, file) rows of the report's output list."""
+    from html import escape
+
+    from ..qc.atrophy import read_atrophy_tsv
+    from ..reports.page import rel, table
+
+    output_dir = Path(output_dir)
+    parts: list[str] = []
+    outputs: list[tuple[str, Path]] = []
+    tsv = output_dir / naming.atrophy_qc_path(subject, session)
+    if tsv.is_file():
+        summary_path = output_dir / naming.atrophy_summary_path(subject, session)
+        rows = read_atrophy_tsv(tsv)
+        last = max(r["step"] for r in rows)
+        parts.append(f"<p>Progressive atrophy series: {last} step(s), each synthesised with the baseline's seed from "
+                     "pial surfaces thinned as the spec prescribes. Surface thinning is measured on the thinned "
+                     "surfaces (FreeSurfer thickness), image thinning in each step image minus the baseline, along "
+                     "the baseline's white→pial lines.</p>")
+
+        def mm(v: float) -> str:
+            return "n/a" if v != v else f"{v:.3f}"
+
+        spec_rows = [r for r in rows if r["in_spec"]]
+        parts.append(table(["Step", "Hemi", "Region", "Prescribed (mm)", "Surface (mm)", "Image (mm)", "Coverage"],
+                           [(str(r["step"]), escape(r["hemi"]), escape(r["region"]), mm(r["prescribed_mm"]),
+                             mm(r["surface_mm"]), mm(r["image_mm"]),
+                             "n/a" if r["image_coverage"] != r["image_coverage"]
+                             else f"{100 * r['image_coverage']:.0f} %") for r in spec_rows],
+                           numeric=[True, False, False, True, True, True, True]))
+        others = [abs(r["image_mm"]) for r in rows if r["step"] == last and not r["in_spec"]
+                  and r["image_mm"] == r["image_mm"]]
+        if others:
+            parts.append(f"<p>Regions not in the spec, last step: largest |image change| {max(others):.3f} mm, "
+                         f"median {float(np.median(others)):.3f} mm.</p>")
+        for desc, suffix, caption in (("atrophyseries", "T1w", "Baseline and steps (coronal slice through the first "
+                                       "prescribed region) and each step minus the baseline."),
+                                      ("atrophyplot", "qc", "Prescribed vs measured thinning per region and step.")):
+            fig = output_dir / naming.figure_path(subject, session, desc, suffix)
+            if fig.is_file():
+                parts.append(f"<figure><img src='{escape(rel(fig, report_path))}' alt='{desc}'>"
+                             f"<figcaption>{escape(caption)}</figcaption></figure>")
+        outputs += [("Atrophy: prescribed vs measured (TSV)", tsv), ("Atrophy: targets and surface checks",
+                                                                      summary_path)]
+        outputs += [(f"Atrophy step {k} T1w", output_dir / naming.atrophy_image_path(subject, session, k))
+                    for k in range(1, last + 1)]
+    std_side = output_dir / naming.seedstd_path(subject, session, ".json")
+    if std_side.is_file():
+        s = json.loads(std_side.read_text())["SeedStdSummary"]
+        parts.append(f"<p>Seed variability over {s['n_samples']} samples (voxel-wise standard deviation): mean "
+                     f"{s['ribbon_mean_std']:.4f} inside the cortical ribbon, {s['brain_other_mean_std']:.4f} in the "
+                     f"rest of the brain, {s['outside_brain_mean_std']:.4f} outside it; ribbon / rest of brain = "
+                     f"{s['ribbon_to_brain_ratio']:.2f} (the cortex should agree across seeds: ≤ 0.5).</p>")
+        outputs.append(("Seed standard deviation map", output_dir / naming.seedstd_path(subject, session)))
+    return ("".join(parts) if parts else None), outputs

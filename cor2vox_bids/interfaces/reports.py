@@ -28,6 +28,7 @@ from ..qc.layout import QC_FOLDER
 from ..qc.regions import read_qc_tsv
 from ..reports.measures import summary_dictionary
 from ..reports.participant import ParticipantReport, make_participant_figures, write_participant_report
+from .atrophy import series_report_section
 from .synthesis import read_maps
 
 
@@ -100,6 +101,9 @@ def build_participant_report(
                 ("Data dictionary of the QC summary", output_dir / naming.summary_dictionary_path())]
     if run_id:
         outputs.append(("Settings, versions and command of this run", output_dir / naming.config_snapshot_path(run_id)))
+    report_file = output_dir / naming.report_path(subject, session)
+    series_html, series_outputs = series_report_section(output_dir, subject, session, report_file)
+    outputs += series_outputs
     report = ParticipantReport(
         subject=subject, session=session, surfaces_source=source, inputs=inputs, run=run, summary=summary,
         rows=rows, figures=figures, summary_dictionary=qc_summary_dictionary(),
@@ -107,7 +111,8 @@ def build_participant_report(
         outputs=[(w, p) for w, p in outputs if p.is_file() or p.name.endswith(".json")], crash_files=crashes,
         warnings=list(warnings or []),
         versions=snapshot.get("versions") or {"cor2vox-bids": __version__}, model_card=card,
-        started=snapshot.get("started"), run_id=run_id, command=snapshot.get("command"))
+        started=snapshot.get("started"), run_id=run_id, command=snapshot.get("command"),
+        extra_sections=[("series", "Atrophy series and seeds", series_html)] if series_html else [])
     path = write_participant_report(output_dir / naming.report_path(subject, session), report)
     return path, [f.path for f in figures]
 
@@ -134,6 +139,7 @@ class _ReportInputSpec(BaseInterfaceInputSpec):
     real = File(exists=True, desc="real T1w on the model grid (optional)")
     qc_dir = traits.Directory(exists=True, mandatory=True)
     published = traits.List(traits.Str, desc="the derivatives node's files (orders this node after it)")
+    series_published = traits.List(traits.Str, desc="the atrophy/seed-std derivatives (orders this node after them)")
     warnings = traits.List(traits.Str, desc="what the input checks warned about (shown in the Summary)")
 
 

@@ -67,6 +67,7 @@ class ParticipantReport:
     started: str | None = None  # ISO time the run started
     run_id: str | None = None
     command: list[str] | None = None
+    extra_sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, title, html) before Methods
 
     @property
     def label(self) -> str:
@@ -490,11 +491,13 @@ def write_participant_report(path: Path, report: ParticipantReport) -> Path:
     body.append(_anatomy_section(report, path))
     body.append(_conditioning_section(report, path))
     body.append(_qc_section(report, path, flags))
+    body.extend(section(anchor, title, html) for anchor, title, html in report.extra_sections)
     body.append(section("methods", "Methods", methods_html(report.run, report.versions, report.summary,
                                                            report.surfaces_source, report.model_card)))
     body.append(_about_section(report, path))
     nav = [("summary", "Summary"), ("anatomy", "Anatomy"), ("conditioning", "Conditioning"),
-           ("qc", "Quality control"), ("methods", "Methods"), ("about", "About / errors")]
+           ("qc", "Quality control")] + [(a, t) for a, t, _ in report.extra_sections] + [
+           ("methods", "Methods"), ("about", "About / errors")]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     footer = esc(f"cor2vox-bids {report.versions.get('cor2vox-bids', __version__)} — report written {stamp}")
     path.write_text(page(f"cor2vox-bids: {report.label}", f"cor2vox-bids · {report.label}", nav, "".join(body),

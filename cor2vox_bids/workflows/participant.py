@@ -131,10 +131,11 @@ def init_participant_wf(
                     (real, report, [("real", "real")])])
         qc.inputs.real_native = str(p.t1w)
     if atrophy is not None or len(seeds) >= 2:
-        add_series_outputs(wf, p=p, ingest=ingest, conditioning=conditioning, synth=synth, sink=sink, atrophy=atrophy,
-                           run_json=run_json, output_dir=output_dir, model=model, model_sha256=model_sha256,
-                           seeds=list(seeds), steps=steps, eta=eta, device=device, threads=threads,
-                           progress_dir=progress_dir)
+        series = add_series_outputs(
+            wf, p=p, ingest=ingest, conditioning=conditioning, synth=synth, sink=sink, atrophy=atrophy,
+            run_json=run_json, output_dir=output_dir, model=model, model_sha256=model_sha256, seeds=list(seeds),
+            steps=steps, eta=eta, device=device, threads=threads, progress_dir=progress_dir)
+        wf.connect(series, "out_files", report, "series_published")
     for node_name in wf.list_node_names():
         wf.get_node(node_name).config = {"execution": {"crashdump_dir": str(crashdump_dir), "crashfile_format": "txt"}}
     return wf

@@ -133,3 +133,9 @@ def test_bad_specs_stop_before_any_work(demo_data, tiny_model, tmp_path, capsys)
     assert _run(demo_data["bids"], out, "--model", tiny_model, "--atrophy", spec) == ExitCode.NO_INPUT
     assert "gone.label" in capsys.readouterr().err
     assert not list(out.glob("sub-*"))
+
+
+def test_report_has_the_series_section(atrophy_run):
+    html = (atrophy_run["out"] / naming.report_path("01", None)).read_text()
+    assert "Atrophy series and seeds" in html and "atrophyseries" in html and "Seed variability" in html
+    assert naming.atrophy_qc_path("01", None).split("/")[-1] in html
