@@ -57,6 +57,21 @@ def synthesis_seconds(work: Path) -> float:
     return float(loadpkl(found[0]).runtime.duration)
 
 
+def node_seconds(work: Path, prefix: str) -> dict[str, float]:
+    """Recorded durations (s) of the nodes whose name starts with ``prefix`` (MapNode sub-nodes summed)."""
+    from nipype.utils.filemanip import loadpkl
+
+    out: dict[str, float] = {}
+    for path in glob.glob(str(work / "**" / f"result_{prefix}*.pklz"), recursive=True):
+        name = Path(path).name[len("result_"):-len(".pklz")].lstrip("_")
+        name = name.rstrip("0123456789") if Path(path).parent.name.startswith("_") else name
+        result = loadpkl(path)
+        duration = getattr(getattr(result, "runtime", None), "duration", None)
+        if isinstance(duration, (int, float)):
+            out[name] = out.get(name, 0.0) + float(duration)
+    return out
+
+
 def check_participant(a: argparse.Namespace, label: str) -> dict:
     base = Path(a.work) / f"sub-{label}"
     common = [str(a.bids_dir), None, "participant", "--participant-label", label, "--skip-bids-validation",
@@ -75,6 +90,7 @@ def check_participant(a: argparse.Namespace, label: str) -> dict:
     t_plain = run_app(args(plain_out, plain_w))
     t_synth = synthesis_seconds(plain_w)
     t_atrophy = run_app(args(atro_out, atro_w, "--atrophy", str(a.spec)))
+    series_nodes = node_seconds(atro_w, "atrophy_")
     rows = read_atrophy_tsv(atro_out / naming.atrophy_qc_path(label, None))
     summary = json.loads((atro_out / naming.atrophy_summary_path(label, None)).read_text())
     seeds_out = base / "seeds" / "out"
@@ -82,7 +98,8 @@ def check_participant(a: argparse.Namespace, label: str) -> dict:
     std_sidecar = json.loads((seeds_out / naming.seedstd_path(label, None, ".json")).read_text())
     return {"label": label, "rows": rows, "summary": summary, "seedstd": std_sidecar["SeedStdSummary"],
             "seconds": {"plain_run": t_plain, "one_synthesis": t_synth, "atrophy_run": t_atrophy,
-                        "added_by_series": t_atrophy - t_plain}}
+                        "added_by_series": t_atrophy - t_plain, "series_nodes": series_nodes,
+                        "series_node_total": sum(series_nodes.values())}}
 
 
 def evaluate(result: dict) -> list[tuple[str, str, bool]]:
@@ -116,9 +133,13 @@ def evaluate(result: dict) -> list[tuple[str, str, bool]]:
                 f"ratio {ratio:.2f} (ribbon {result['seedstd']['ribbon_mean_std']:.4f}, "
                 f"rest of brain {result['seedstd']['brain_other_mean_std']:.4f})", ratio <= 0.5))
     s = result["seconds"]
-    out.append(("series adds ≤ 3 × one synthesis",
+    out.append(("series adds ≤ 3 × one synthesis (wall time of the runs)",
                 f"+{s['added_by_series']:.0f} s vs one synthesis {s['one_synthesis']:.0f} s "
                 f"({s['added_by_series'] / s['one_synthesis']:.1f}×)", s["added_by_series"] <= 3 * s["one_synthesis"]))
+    nodes = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(s["series_nodes"].items()))
+    out.append(("series adds ≤ 3 × one synthesis (recorded node durations)",
+                f"{s['series_node_total']:.0f} s = {s['series_node_total'] / s['one_synthesis']:.1f}× ({nodes})",
+                s["series_node_total"] <= 3 * s["one_synthesis"]))
     return out
 
 
