@@ -62,8 +62,10 @@ def node_seconds(work: Path, prefix: str) -> dict[str, float]:
     from nipype.utils.filemanip import loadpkl
 
     out: dict[str, float] = {}
-    for path in glob.glob(str(work / "**" / f"result_{prefix}*.pklz"), recursive=True):
+    for path in glob.glob(str(work / "**" / "result_*.pklz"), recursive=True):
         name = Path(path).name[len("result_"):-len(".pklz")].lstrip("_")
+        if not name.startswith(prefix):
+            continue
         name = name.rstrip("0123456789") if Path(path).parent.name.startswith("_") else name
         result = loadpkl(path)
         duration = getattr(getattr(result, "runtime", None), "duration", None)
@@ -91,6 +93,7 @@ def check_participant(a: argparse.Namespace, label: str) -> dict:
     t_synth = synthesis_seconds(plain_w)
     t_atrophy = run_app(args(atro_out, atro_w, "--atrophy", str(a.spec)))
     series_nodes = node_seconds(atro_w, "atrophy_")
+    t_synth_same_run = synthesis_seconds(atro_w)  # the load on a shared machine changes between runs
     rows = read_atrophy_tsv(atro_out / naming.atrophy_qc_path(label, None))
     summary = json.loads((atro_out / naming.atrophy_summary_path(label, None)).read_text())
     seeds_out = base / "seeds" / "out"
@@ -99,6 +102,7 @@ def check_participant(a: argparse.Namespace, label: str) -> dict:
     return {"label": label, "rows": rows, "summary": summary, "seedstd": std_sidecar["SeedStdSummary"],
             "seconds": {"plain_run": t_plain, "one_synthesis": t_synth, "atrophy_run": t_atrophy,
                         "added_by_series": t_atrophy - t_plain, "series_nodes": series_nodes,
+                        "one_synthesis_same_run": t_synth_same_run,
                         "series_node_total": sum(series_nodes.values())}}
 
 
@@ -137,9 +141,10 @@ def evaluate(result: dict) -> list[tuple[str, str, bool]]:
                 f"+{s['added_by_series']:.0f} s vs one synthesis {s['one_synthesis']:.0f} s "
                 f"({s['added_by_series'] / s['one_synthesis']:.1f}×)", s["added_by_series"] <= 3 * s["one_synthesis"]))
     nodes = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(s["series_nodes"].items()))
-    out.append(("series adds ≤ 3 × one synthesis (recorded node durations)",
-                f"{s['series_node_total']:.0f} s = {s['series_node_total'] / s['one_synthesis']:.1f}× ({nodes})",
-                s["series_node_total"] <= 3 * s["one_synthesis"]))
+    ref = s["one_synthesis_same_run"]
+    out.append(("series adds ≤ 3 × one synthesis (node durations, baseline synthesis of the same run)",
+                f"{s['series_node_total']:.0f} s = {s['series_node_total'] / ref:.1f}× {ref:.0f} s ({nodes})",
+                s["series_node_total"] <= 3 * ref))
     return out
 
 
