@@ -106,6 +106,7 @@ def prepare_dataset(config: dict[str, Any], root: Path, label: str) -> tuple[Pat
     bids = root / "bids"
     subjects_dir = root / "freesurfer"
     subjects_dir.mkdir(parents=True, exist_ok=True)
+    bids.mkdir(parents=True, exist_ok=True)
     (bids / "dataset_description.json").write_text(
         json.dumps({"Name": "Brainlife input for cor2vox-bids", "BIDSVersion": "1.9.0", "DatasetType": "raw"}, indent=2)
         + "\n"
