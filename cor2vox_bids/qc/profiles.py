@@ -204,6 +204,20 @@ def _normal_equations(cols) -> NDArray:
     return jtj
 
 
+
+def _solve_batched(a: NDArray, b: NDArray) -> NDArray:
+    """``np.linalg.solve`` over a stack of small systems; a singular system gives NaN instead of failing the batch."""
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        out = np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], np.nan)
+        ok = np.all(np.isfinite(a), axis=(-2, -1))
+        ok[ok] = np.linalg.matrix_rank(a[ok]) == a.shape[-1]
+        bb = np.broadcast_to(b, out.shape)
+        out[ok] = np.linalg.solve(a[ok], bb[ok])
+        return out
+
+
 def fit_slab(prof: Profiles, levels: tuple[float, float, float], sigma: float, a0: FloatArray, b0: FloatArray,
              *, n_iter: int = 10, tol_mm: float = 0.005, oversampling: float = 1.0) -> SlabFit:
     """Damped Gauss–Newton (Levenberg) fit of (a, b, g, k) of :func:`slab_model` to every profile, from (a0, b0).
@@ -238,7 +252,7 @@ def fit_slab(prof: Profiles, levels: tuple[float, float, float], sigma: float, a
         jtr = np.stack([np.einsum("nk,nk->n", c, r, dtype=np.float64) for c in cols], axis=1)
         diag = np.einsum("nii->ni", jtj)
         damped = jtj + (lam[act][:, None] * diag + 1e-9)[:, :, None] * eye
-        step = np.nan_to_num(np.linalg.solve(damped, -jtr[..., None])[..., 0])
+        step = np.nan_to_num(_solve_batched(damped, -jtr[..., None])[..., 0])
         step[:, :3] = np.clip(step[:, :3], -1.0, 1.0)  # at most 1 mm per iteration
         a1 = np.clip(a[act] + step[:, 0], lo, hi)
         b1 = np.clip(b[act] + step[:, 1], lo, hi)
@@ -265,7 +279,7 @@ def fit_slab(prof: Profiles, levels: tuple[float, float, float], sigma: float, a
     rms = np.sqrt(cost_f / np.maximum(n_s, 1))
     c = np.array([-1.0, 1.0, 0.0, 0.0])
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x = np.linalg.solve(jtj, np.broadcast_to(c[None, :, None], (n, 4, 1)))[..., 0]
+        x = _solve_batched(jtj, np.broadcast_to(c[None, :, None], (n, 4, 1)))[..., 0]
         var = (x @ c) * cost_f / dof * oversampling
         se = np.sqrt(np.where(var >= 0, var, np.inf))
     return SlabFit(a, b, g, k, rms, se, n_s, wgt.astype(np.float64))
@@ -300,7 +314,7 @@ def fit_ramp(prof: Profiles, levels: tuple[float, float, float], start0: FloatAr
                 jtj[:, i, j] = jtj[:, j, i] = np.einsum("nk,nk->n", cols[i], cols[j])
         jtr = np.stack([np.einsum("nk,nk->n", c, r) for c in cols], axis=1)
         diag = np.einsum("nii->ni", jtj)
-        step = np.nan_to_num(np.linalg.solve(jtj + (lam[:, None] * diag + 1e-9)[:, :, None] * eye,
+        step = np.nan_to_num(_solve_batched(jtj + (lam[:, None] * diag + 1e-9)[:, :, None] * eye,
                                              -jtr[..., None])[..., 0])
         a1 = np.clip(s0 + np.clip(step[:, 0], -1, 1), s[0], s[-1])
         w1 = np.clip(w + np.clip(step[:, 1], -1, 1), 0.2, 12.0)
