@@ -74,7 +74,8 @@ def run(env: dict, pythonpath: Path | None = None) -> tuple[float, float, str]:
         e["PYTHONPATH"] = str(pythonpath)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WORK], env=e, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    proc = subprocess.run([sys.executable, "-c", WORK], env=e, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:

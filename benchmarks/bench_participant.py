@@ -106,7 +106,8 @@ def main() -> None:
             name = f"{kind}{i}"
             rows[name] = run_once(data / "bids", args.label, args.nprocs, cache, tmp, name)
             r = rows[name]
-            print(f"\n{name}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s cpu (sub-{args.label}, --nprocs {args.nprocs}); start-up "
+            print(f"\n{name}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s cpu (sub-{args.label}, --nprocs {args.nprocs}); "
+                  f"start-up "
                   f"{r['startup']:.1f} s, no node running {r['idle']:.1f} s, tail {r['tail']:.1f} s")
             for node, start, seconds in r["nodes"]:
                 print(f"  {node:<16} starts at {start - r['t0']:6.1f} s, runs {seconds:6.2f} s")

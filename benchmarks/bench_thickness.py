@@ -67,7 +67,7 @@ def main() -> None:
     for ce in [float(c) for c in args.cells.split(",") if c]:
         from cor2vox_bids.geometry import _closest
 
-        def tuned():
+        def tuned(ce=ce):
             i1, i2 = _closest.build_index(pv, pf, ce), _closest.build_index(wv, wf, ce)
             return np.minimum(0.5 * (_closest.mesh_distance(i1, wv, 10.0) + _closest.mesh_distance(i2, pv, 10.0)), 5.0)
 

@@ -175,11 +175,11 @@ def _union_sdf(meshes: list[tuple[np.ndarray, np.ndarray]], affine: np.ndarray, 
     vox = allv @ inv[:3, :3].T + inv[:3, 3]
     lo = np.maximum(np.floor(vox.min(0)).astype(int) - margin, 0)
     hi = np.minimum(np.ceil(vox.max(0)).astype(int) + margin + 1, shape)
-    sub_shape = tuple(int(h - l) for l, h in zip(lo, hi))
+    sub_shape = tuple(int(b - a) for a, b in zip(lo, hi))
     sub_affine = affine.copy()
     sub_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
     sdf = np.full(shape, np.float32(margin), dtype=np.float32)  # far outside: beyond the partial-volume range
-    box = tuple(slice(l, h) for l, h in zip(lo, hi))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
     sub = np.full(sub_shape, np.inf, dtype=np.float32)
     for v, f in meshes:
         np.minimum(sub, signed_distance(v, f, sub_affine, sub_shape, band=2), out=sub)

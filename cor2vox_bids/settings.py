@@ -235,13 +235,13 @@ class Settings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _threads(self) -> "Settings":
+    def _threads(self) -> Settings:
         if self.omp_nthreads is not None and self.nprocs is not None and self.omp_nthreads > self.nprocs:
             raise ValueError(f"--omp-nthreads ({self.omp_nthreads}) cannot exceed --nprocs ({self.nprocs})")
         return self
 
     @model_validator(mode="after")
-    def _slurm(self) -> "Settings":
+    def _slurm(self) -> Settings:
         if self.slurm_wait and not self.slurm_array:
             raise ValueError("--slurm-wait only applies with --slurm-array")
         if self.slurm_array and self.analysis_level != "participant":
@@ -313,7 +313,9 @@ class TrainSettings(BaseModel):
                             json_schema_extra=_meta("Training", ["--batch-size"]))
     accumulation: int = Field(default=1, ge=1, description="Gradient accumulation steps.",
                               json_schema_extra=_meta("Training", ["--accumulation"]))
-    lr: float = Field(default=2e-4, gt=0, description="Adam learning rate.", json_schema_extra=_meta("Training", ["--lr"]))
+    lr: float = Field(
+        default=2e-4, gt=0, description="Adam learning rate.", json_schema_extra=_meta("Training", ["--lr"])
+    )
     plateau_patience: int = Field(default=3000, ge=1, description="ReduceLROnPlateau patience (steps).",
                                   json_schema_extra=_meta("Training", ["--plateau-patience"]))
     plateau_cooldown: int = Field(default=0, ge=0,
@@ -377,7 +379,7 @@ class TrainSettings(BaseModel):
         return None if v is None else Path(os.path.abspath(Path(v).expanduser()))
 
     @model_validator(mode="after")
-    def _ema_start_once(self) -> "TrainSettings":
+    def _ema_start_once(self) -> TrainSettings:
         if self.ema_start_minibatches is not None and "ema_start" in self.model_fields_set:
             raise ValueError("give --ema-start (optimizer steps) or --ema-start-minibatches, not both")
         return self

@@ -9,8 +9,14 @@ Typical inference::
 """
 
 from .checkpoint import load_model, make_model_config, save_model, verify_model
-from .conditioning import (CONDITION_CHANNELS, condition_from_array, image_to_output, prepare_condition,
-                           prepare_image, scale_image)
+from .conditioning import (
+                           CONDITION_CHANNELS,
+                           condition_from_array,
+                           image_to_output,
+                           prepare_condition,
+                           prepare_image,
+                           scale_image,
+)
 from .inference import resolve_device, synthesize
 from .schedule import BridgeSchedule, skip_timesteps
 from .training import train

@@ -98,7 +98,7 @@ class BridgeSchedule:
                 "objective": self.objective}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BridgeSchedule":
+    def from_dict(cls, d: dict) -> BridgeSchedule:
         """Inverse of :meth:`to_dict`."""
         return cls(num_timesteps=int(d["T"]), m_min=float(d["m_min"]), m_max=float(d["m_max"]),
                    s=float(d["s"]), objective=str(d.get("objective", "ysubx")))

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 
 

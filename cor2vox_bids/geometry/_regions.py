@@ -12,11 +12,11 @@ or at a vertex, and ``x`` then satisfies that feature's necessary conditions:
 Each condition set is a convex polyhedron, cut here to the band ``|x - feature| <= R``: caps for a
 face; for an edge or a vertex an index box around a circular cone that holds the region (found from the
 region's extreme rays), or around the whole cylinder or ball when the region has no pointed bound.
-Every voxel centre inside a feature's polyhedron gets the exact distance to that feature (the whole triangle, segment or point, so it is never below the
-distance to the mesh) and keeps the minimum. The true closest feature of a voxel within ``R`` always
-contains it, so the minimum is the exact distance to the mesh. Leaving out a condition (a degenerate
-face, a boundary or non-manifold edge, a neighbour that is not found) only enlarges a region, which
-costs time, never accuracy; the half-spaces are also widened by a rounding margin.
+Every voxel centre inside a feature's polyhedron gets the exact distance to that feature (the whole triangle,
+segment or point, so it is never below the distance to the mesh) and keeps the minimum. The true closest
+feature of a voxel within ``R`` always contains it, so the minimum is the exact distance to the mesh. Leaving
+out a condition (a degenerate face, a boundary or non-manifold edge, a neighbour that is not found) only
+enlarges a region, which costs time, never accuracy; the half-spaces are also widened by a rounding margin.
 
 Regions are scanned column by column (the k-range of a column is clipped by every half-space). Parallel
 tasks take the regions round-robin and keep their minimum in grids of their own, reduced at the end, so

@@ -26,9 +26,8 @@ import numpy as np
 
 from ._closest import build_index, mesh_distance
 from ._kernels import winding_crossings
-from ._regions import band_sqdist
 from ._linalg import transform
-
+from ._regions import band_sqdist
 
 TASK_GRID_BYTES = 1 << 29  # memory for the band's per-task grids (float32 each)
 SEED_OFFSET = 0.6  # voxels; calibrated on spheres, tori, ellipsoids (beyond-band error within +-0.7 voxel)

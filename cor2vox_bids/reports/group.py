@@ -91,8 +91,8 @@ def make_group_figures(path: Path, rows: Sequence[Mapping[str, Any]],
         flags = [f is not None for f in _flags(rows, key, dictionary)]
         limits = F.group_axis_limits(vals, m.natural, m.min_span, m.expected)
         unit = f" ({m.units})" if m.units and not m.units.startswith("unitless") else ""
-        panels.append({"title": SHORT_NAMES.get(key, m.name) + unit, "values": vals, "limits": limits, "expected": m.expected,
-                       "flags": flags})
+        panels.append({"title": SHORT_NAMES.get(key, m.name) + unit, "values": vals, "limits": limits,
+                       "expected": m.expected, "flags": flags})
     out = F.plot_group_measures(panels, labels, path, columns=2)
     from .participant import _size
 

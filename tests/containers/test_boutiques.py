@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

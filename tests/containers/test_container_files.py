@@ -7,8 +7,18 @@ import subprocess
 
 import pytest
 
-from container_helpers import (ROOT, dockerignore_patterns, global_args, ignored, instructions, key_values,
-                               stage_args, stages, substitute, tool)
+from container_helpers import (
+    ROOT,
+    dockerignore_patterns,
+    global_args,
+    ignored,
+    instructions,
+    key_values,
+    stage_args,
+    stages,
+    substitute,
+    tool,
+)
 from cor2vox_bids import __version__
 from cor2vox_bids.cli.boutiques import docker_image
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusion_helpers import randomize, tiny_arch
 
 from cor2vox_bids.diffusion.unet import UNet3D
+from diffusion_helpers import randomize, tiny_arch
 
 # The tests use tiny tensors: one thread avoids OpenMP spin-waiting on a shared 2-core machine.
 torch.set_num_threads(1)

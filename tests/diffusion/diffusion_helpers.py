@@ -8,6 +8,7 @@ import torch
 from cor2vox_bids.diffusion.checkpoint import make_model_config
 from cor2vox_bids.diffusion.unet import UNetConfig
 
+
 def tiny_arch(size: int = 16, base: int = 8) -> UNetConfig:
     """Two-level UNet without attention (≈25 k parameters)."""
     return UNetConfig(image_size=size, base_channels=base, channel_mult=(1, 2), num_res_blocks=1,

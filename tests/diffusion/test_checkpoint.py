@@ -7,12 +7,18 @@ import json
 
 import pytest
 import torch
-from diffusion_helpers import randomize, tiny_arch, tiny_config
 
-from cor2vox_bids.diffusion.checkpoint import (file_sha256, load_model, load_training_state, save_model,
-                                               save_training_state, verify_model)
+from cor2vox_bids.diffusion.checkpoint import (
+    file_sha256,
+    load_model,
+    load_training_state,
+    save_model,
+    save_training_state,
+    verify_model,
+)
 from cor2vox_bids.diffusion.unet import UNet3D
 from cor2vox_bids.errors import ExitCode, MissingInputError, ModelError
+from diffusion_helpers import randomize, tiny_arch, tiny_config
 
 
 @pytest.fixture

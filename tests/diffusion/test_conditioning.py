@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from diffusion_helpers import tiny_config
 
 from cor2vox_bids.diffusion.conditioning import image_to_output, prepare_condition, prepare_image, scale_image
 from cor2vox_bids.errors import ParticipantError
+from diffusion_helpers import tiny_config
 
 
 def _maps(shape=(4, 4, 4)):

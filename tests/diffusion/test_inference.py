@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusion_helpers import sphere_pair, tiny_config
 
 from cor2vox_bids.diffusion.inference import resolve_device, synthesize
 from cor2vox_bids.errors import DeviceUnavailableError, ExitCode, UsageError
+from diffusion_helpers import sphere_pair, tiny_config
 
 
 def test_resolve_device_cpu_and_auto():

@@ -7,14 +7,14 @@ import csv
 import numpy as np
 import pytest
 import torch
-from diffusion_helpers import sphere_pair, tiny_config
-from skimage.metrics import structural_similarity
 from safetensors.torch import load_file
+from skimage.metrics import structural_similarity
 
 from cor2vox_bids.diffusion.checkpoint import file_sha256, load_model, verify_model
 from cor2vox_bids.diffusion.inference import synthesize
 from cor2vox_bids.diffusion.training import auto_ema_decay, train
 from cor2vox_bids.errors import UsageError
+from diffusion_helpers import sphere_pair, tiny_config
 
 
 def _rows(path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pydantic import Field
 
 from cor2vox_bids.cli import run as cli
 from cor2vox_bids.cli.parser import build_parser, iter_fields, parse_settings
-from cor2vox_bids.errors import EXIT_CODE_DESCRIPTIONS, ExitCode, UsageError
+from cor2vox_bids.errors import EXIT_CODE_DESCRIPTIONS, ExitCode
 from cor2vox_bids.settings import Settings
 
 
@@ -74,7 +73,7 @@ def test_usage_errors_exit_64(argv, capsys):
 
 
 def test_settings_forbid_extra_fields():
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pydantic's ValidationError
         Settings(bids_dir="b", output_dir="o", analysis_level="participant", not_an_option=1)
 
 

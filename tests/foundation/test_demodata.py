@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
@@ -29,7 +28,8 @@ def test_pybids_indexes_demo(demo_data):
     assert site2.get_subjects() == ["01", "02"]
 
 
-@pytest.mark.skipif(shutil.which("bids-validator") is None, reason="npm bids-validator not installed (make test installs it)")
+@pytest.mark.skipif(shutil.which("bids-validator") is None,
+                    reason="npm bids-validator not installed (make test installs it)")
 @pytest.mark.parametrize("which", ["bids", "bids_site2"])
 def test_bids_validator_accepts_raw(demo_data, which):
     res = subprocess.run(["bids-validator", str(demo_data[which]), "--json", "--ignoreNiftiHeaders"],

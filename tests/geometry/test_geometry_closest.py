@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from meshes import ellipsoid, icosphere
 
 from cor2vox_bids.geometry._closest import _triangle_table, build_index, mesh_distance, point_triangle_sqdist
+from meshes import ellipsoid, icosphere
 
 
 def _sampled_distance(p: np.ndarray, tri: np.ndarray, n: int = 400) -> float:

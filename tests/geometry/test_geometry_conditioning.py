@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from meshes import icosphere
 
 from cor2vox_bids.geometry import MAP_NAMES, Hemisphere, ModelGrid, Surface, conditioning_maps, cortex_sdf, edge_map
+from meshes import icosphere
 
 
 def _hemi(name, x):

@@ -17,11 +17,11 @@ import zlib
 import nibabel as nib
 import numpy as np
 import pytest
-from meshes import collapse_edges, creases, exact_distance, needles, slivers, smooth_warp, split_faces, subdivide
 from scipy.spatial.transform import Rotation
 
-from cor2vox_bids.geometry._regions import band_sqdist
 from cor2vox_bids.geometry import signed_distance
+from cor2vox_bids.geometry._regions import band_sqdist
+from meshes import collapse_edges, creases, exact_distance, needles, slivers, smooth_warp, split_faces, subdivide
 
 TOLERANCE = 1e-4  # mm (float32 output: the rounding is ~2e-7 mm in a 3 mm band)
 LIA = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])

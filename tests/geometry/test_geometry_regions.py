@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from meshes import brute_force_distance, combine, icosphere
 from scipy.spatial.transform import Rotation
 
 from cor2vox_bids.geometry._regions import band_sqdist
+from meshes import brute_force_distance, combine, icosphere
 
 
 def _affine(shape, spacing, rot, centre=(0.0, 0.0, 0.0)):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from meshes import brute_force_distance, combine, ellipsoid, icosphere, shell, torus
 from scipy.spatial.transform import Rotation
 
 from cor2vox_bids.geometry import signed_distance, winding_inside
+from meshes import brute_force_distance, combine, ellipsoid, icosphere, shell, torus
 
 
 def _grid(shape, affine):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from meshes import icosphere, write_subject
 
 from cor2vox_bids.errors import MissingParticipantFileError, SurfaceError
 from cor2vox_bids.geometry import (
@@ -19,6 +18,7 @@ from cor2vox_bids.geometry import (
     region_table,
     tkr_to_scanner_matrix,
 )
+from meshes import icosphere, write_subject
 
 
 def test_tkr_to_scanner_adds_c_ras_and_round_trips(tmp_path):

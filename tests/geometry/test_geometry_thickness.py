@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from meshes import icosphere
 
 from cor2vox_bids.errors import SurfaceError
 from cor2vox_bids.geometry import closest_distance, cortical_thickness, load_freesurfer_hemisphere
 from cor2vox_bids.geometry._closest import _triangle_table, point_triangle_sqdist
+from meshes import icosphere
 
 
 def _brute(points, v, f):

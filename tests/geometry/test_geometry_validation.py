@@ -7,7 +7,6 @@ import copy
 import nibabel as nib
 import numpy as np
 import pytest
-from meshes import icosphere, write_subject
 
 from cor2vox_bids.errors import SurfaceError
 from cor2vox_bids.geometry import (
@@ -19,6 +18,7 @@ from cor2vox_bids.geometry import (
     validate_pair,
 )
 from cor2vox_bids.geometry.validation import signed_volume
+from meshes import icosphere, write_subject
 
 
 @pytest.fixture

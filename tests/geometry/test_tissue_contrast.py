@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from meshes import icosphere
 from scipy.ndimage import gaussian_filter
 
 from cor2vox_bids.errors import SurfaceError
@@ -22,6 +21,7 @@ from cor2vox_bids.geometry.validation import (
     sample_volume,
     tissue_contrast,
 )
+from meshes import icosphere
 
 SPACING = 1.5
 SHAPE = (64, 64, 64)

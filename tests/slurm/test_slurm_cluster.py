@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from slurm_helpers import TIMINGS, common_args, completed_jobs, cor2vox, synth_arrays, timed
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900, func_only=True)]  # not counting the shared set-up
