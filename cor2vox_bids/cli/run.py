@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..bids import naming
+from ..bids import atomic, naming
 from ..errors import Cor2VoxError, ExitCode, MissingInputError, OutputError, ParticipantError
 from ..settings import Settings
 from .parser import build_parser, parse_settings, task_arguments
@@ -90,7 +90,7 @@ def write_snapshot(settings: Settings, output_dir: Path, run_id: str, extra: dic
         "command": [PROG, *sys.argv[1:]],
         **(extra or {}),
     }
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(payload, indent=2) + "\n")
     return path
 
 

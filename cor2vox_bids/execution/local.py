@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..bids import naming
+from ..bids import atomic, naming
 from ..bids.dataset import write_dataset_description
 from ..bids.inputs import resolve_fs_subjects_dir
 from ..errors import ExitCode, OutputError
@@ -85,7 +85,7 @@ def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: 
     }
     path = naming.run_info_path(work_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run_info, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(run_info, indent=2) + "\n")
     return path
 
 

@@ -20,6 +20,8 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from ..bids import atomic
+
 __all__ = [
     "ORIENTATIONS",
     "reorient_ras",
@@ -50,7 +52,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     """Write at the figure's own size (no tight bbox), so the pixel size is known in advance."""
     path = Path(path)
     meta = {"Date": None} if path.suffix.lower() == ".svg" else {"Software": None}
-    fig.savefig(path, dpi=_DPI, metadata=meta)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=_DPI, metadata=meta, format=path.suffix.lower().lstrip("."))
     return path
 
 
@@ -336,7 +339,7 @@ def flicker_svg(
                      f'font-family="sans-serif" text-anchor="middle">{safe} ({i + 1}/{n})</text></g>')
     parts.append("</svg>\n")
     path = Path(path)
-    path.write_text("".join(parts), encoding="ascii")
+    atomic.write_bytes(path, "".join(parts).encode("ascii"))
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..bids import atomic
 from . import figures as F
 from .measures import KEY_MEASURES, describe, expected_text, flag, format_value
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
@@ -162,8 +163,8 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
     nav = [("participants", "Participants"), ("tables", "Full tables"), ("measures", "Measures"),
            ("definitions", "Definitions")]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    path.write_text(page("cor2vox-bids group report", "cor2vox-bids · group", nav, "".join(body),
-                         esc(f"cor2vox-bids {__version__} — report written {stamp}")), encoding="utf-8")
+    atomic.write_text(path, page("cor2vox-bids group report", "cor2vox-bids · group", nav, "".join(body),
+                                 esc(f"cor2vox-bids {__version__} — report written {stamp}")))
     return path
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import __version__
+from ..bids import atomic
 from . import figures as F
 from .measures import KIND_LABELS, MEASURES, Measure, describe, expected_text, flag, format_value, region_name
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
@@ -500,6 +501,6 @@ def write_participant_report(path: Path, report: ParticipantReport) -> Path:
            ("methods", "Methods"), ("about", "About / errors")]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     footer = esc(f"cor2vox-bids {report.versions.get('cor2vox-bids', __version__)} — report written {stamp}")
-    path.write_text(page(f"cor2vox-bids: {report.label}", f"cor2vox-bids · {report.label}", nav, "".join(body),
-                         footer), encoding="utf-8")
+    atomic.write_text(path, page(f"cor2vox-bids: {report.label}", f"cor2vox-bids · {report.label}", nav,
+                                 "".join(body), footer))
     return path
