@@ -66,7 +66,8 @@ def load_mesh(subject: Path, variant: str = "pial") -> tuple[np.ndarray, np.ndar
     rng = np.random.default_rng(0)
     v, f = split_faces(h.white.vertices, h.white.faces, rng, 0.1, 1)
     v, f = collapse_edges(v, f, rng, 0.1)
-    return v + rng.normal(scale=0.05, size=v.shape), f
+    used, f = np.unique(f, return_inverse=True)  # drop the collapsed (unreferenced) vertices
+    return v[used] + rng.normal(scale=0.05, size=(len(used), 3)), f.reshape(-1, 3)
 
 
 def model_grid(vertices: np.ndarray, size: int, spacing: float):

@@ -6,8 +6,8 @@
 #
 # Steps: docker_up (engine + base image) and the demo data (2 participants, built outside with the venv's
 # cor2vox-demo-data) run in the background while the wheelhouse is built → docker build --network host →
-# image size → --version/--help/exit 66 → participant + group level in the container → derivatives checked →
-# participant level outside for sub-01 with the same seed → synthetic images compared (bit-identical expected)
+# image size → --version/--help/exit 66 → kernels loaded from the build-time cache → participant + group level
+# in the container → derivatives checked → participant level outside for sub-01 with the same seed → synthetic images compared (bit-identical expected)
 # → docker_down (trap on EXIT, so also on failure).
 # Environment: VENV (default .venv), TORCH_SPEC, IMAGE, CI_DOCKER_STATE, KEEP_WORK=1 (keep the temporary
 # data/output folder), SMOKE_ONLY=1 (stop after the --help checks), MODEL=DIR (a model folder to run with
@@ -88,6 +88,13 @@ rc=$?
 set -e
 [ "$rc" -eq 66 ] || { echo "docker_test: a missing dataset exited $rc, not 66"; exit 1; }
 step "--version, --help, exit code 66 as user 1000 on a read-only root: ok"
+# The geometry kernels were compiled at build time (Dockerfile: geometry.warmup into /opt/cor2vox/numba-cache): a
+# fresh read-only container must load them (cache hits, no misses), not compile them for ~25 s.
+probe='import json, time; t = time.perf_counter(); from cor2vox_bids.geometry import _cache, _kernels, _regions; from cor2vox_bids.geometry.warmup import warm_up; warm_up(); ks = [_regions.band_sqdist, _kernels.winding_crossings, _kernels.query_sqdist, _kernels.build_cells]; print(json.dumps({"seconds": round(time.perf_counter() - t, 1), "cache": str(_cache.CACHE_DIR), "hits": sum(sum(k.stats.cache_hits.values()) for k in ks), "misses": sum(sum(k.stats.cache_misses.values()) for k in ks)}))'
+got=$("${RUN[@]}" --entrypoint python "$IMAGE" -c "$probe")
+echo "docker_test: first geometry call in a fresh read-only container (imports included): $got"
+echo "$got" | grep -q '"misses": 0' || { echo "docker_test: the container compiled its kernels (no build-time cache)"; exit 1; }
+step "geometry kernels loaded from the image's build-time cache"
 if [ "${SMOKE_ONLY:-0}" = "1" ]; then exit 0; fi
 
 wait "$DATA_PID" || { cat "$WORK/demo-data.log"; DATA_PID=""; exit 1; }
