@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[demo,test]'
+	# compile the geometry kernels once now (numba cache), so that no first run pays ~25 s for it
+	$(PY) -m cor2vox_bids.geometry.warmup
 	touch $@
 
 install: $(VENV)/.installed
