@@ -107,6 +107,7 @@ def init_participant_wf(
         ),
         name="report",
         mem_gb=1.0,
+        run_without_submitting=True,  # always rewritten (the page must match the published files): no job
     )
     wf.connect(
         [

@@ -78,7 +78,8 @@ def test_slurm_plugin_same_images_named_jobs_and_rerun_submits_nothing(reference
         again = cor2vox(slurm_demo["bids"], out, "participant", "-w", work, "--use-plugin", plugin,
                         *common_args(tiny_model), env=env_without_logname())
     assert again.returncode == 0, again.stderr[-4000:]
-    assert submitted(again.stderr) == 0
+    rerun = sorted(name for j, name, _ in completed_jobs() if j not in before and j not in {k for k, *_ in jobs})
+    assert submitted(again.stderr) == 0, f"the cached rerun submitted {rerun}"
     assert {j for j, *_ in completed_jobs()} - before == {j for j, *_ in jobs}
 
 
