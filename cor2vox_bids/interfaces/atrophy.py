@@ -470,11 +470,12 @@ class WriteAtrophyDerivatives(SimpleInterface):
     def _run_interface(self, runtime):
         from nipype.interfaces.base import isdefined
 
+        from .common import optional_session
         from .derivatives import synthetic_sidecar
 
         i = self.inputs
         out_dir = Path(i.output_dir)
-        session = i.session if isdefined(i.session) and i.session else None
+        session = optional_session(i)
         run = json.loads(Path(i.run_json).read_text())
         sources = list(i.sources) if isdefined(i.sources) else []
         seeds = [int(s) for s in run["seeds"]]

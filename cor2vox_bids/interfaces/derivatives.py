@@ -7,15 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
 from .. import __version__
 from ..bids import naming
@@ -23,6 +15,7 @@ from ..bids.dataset import write_json
 from ..geometry import MAP_NAMES
 from ..qc.layout import QC_FOLDER
 from ..reports.html import ReportSubject
+from .common import PublishInputSpec, listed, optional, optional_session
 from .qc import read_figure_index
 from .synthesis import read_maps, save_volume
 
@@ -110,15 +103,11 @@ def write_participant_derivatives(
     return written, report
 
 
-class _DerivInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(desc="session label (optional)")
+class _DerivInputSpec(PublishInputSpec):
     source = traits.Enum("freesurfer", "gifti", mandatory=True)
     t1w = traits.Str(desc="the T1w used for QC (named in the report)")
     source_files = traits.List(traits.Str, desc="input files, listed in the report")
     sources = traits.List(traits.Str, desc="BIDS URIs of the inputs (sidecar 'Sources')")
-    run_json = File(exists=True, mandatory=True, desc="model, seeds, steps, device, settings of the run")
     synthetic = InputMultiObject(File(exists=True), mandatory=True)
     maps = File(exists=True, mandatory=True)
     qc_dir = traits.Directory(exists=True, mandatory=True)
@@ -138,18 +127,17 @@ class WriteDerivatives(SimpleInterface):
 
     def _run_interface(self, runtime):
         i = self.inputs
-        session = i.session if isdefined(i.session) and i.session else None
         subject = ReportSubject(
             subject=i.subject,
-            session=session,
+            session=optional_session(i),
             source=i.source,
-            t1w=i.t1w if isdefined(i.t1w) and i.t1w else None,
-            source_files=list(i.source_files) if isdefined(i.source_files) else [],
+            t1w=optional(i.t1w),
+            source_files=listed(i.source_files),
         )
         files, report = write_participant_derivatives(
             Path(i.output_dir),
             subject,
-            list(i.sources) if isdefined(i.sources) else [],
+            listed(i.sources),
             json.loads(Path(i.run_json).read_text()),
             [Path(p) for p in i.synthetic],
             Path(i.maps),

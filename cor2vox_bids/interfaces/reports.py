@@ -10,15 +10,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, isdefined, traits
 
 from .. import __version__
 from ..bids import naming
@@ -29,6 +21,7 @@ from ..qc.regions import read_qc_tsv
 from ..reports.measures import summary_dictionary
 from ..reports.participant import ParticipantReport, make_participant_figures, write_participant_report
 from .atrophy import series_report_section
+from .common import PublishInputSpec, listed, optional_session
 from .synthesis import read_maps
 
 
@@ -126,13 +119,9 @@ def write_summary_dictionary(output_dir: Path, summary_keys: list[str]) -> Path:
     return write_json(path, dict(sorted(current.items())))
 
 
-class _ReportInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(desc="session label (optional)")
+class _ReportInputSpec(PublishInputSpec):
     source = traits.Enum("freesurfer", "gifti", mandatory=True)
     inputs = traits.List(traits.Tuple(traits.Str, traits.Str), desc="(what, file) rows of the Summary")
-    run_json = File(exists=True, mandatory=True)
     hemispheres = File(exists=True, mandatory=True)
     maps = File(exists=True, mandatory=True)
     synthetic = InputMultiObject(File(exists=True), mandatory=True)
@@ -157,12 +146,11 @@ class ParticipantReportNode(SimpleInterface):
 
     def _run_interface(self, runtime):
         i = self.inputs
-        session = i.session if isdefined(i.session) and i.session else None
         report, figures = build_participant_report(
-            Path(i.output_dir), i.subject, session, i.source, [tuple(x) for x in i.inputs] if isdefined(i.inputs)
-            else [], json.loads(Path(i.run_json).read_text()), Path(i.hemispheres), Path(i.maps),
+            Path(i.output_dir), i.subject, optional_session(i), i.source, [tuple(x) for x in listed(i.inputs)],
+            json.loads(Path(i.run_json).read_text()), Path(i.hemispheres), Path(i.maps),
             [Path(p) for p in i.synthetic], Path(i.real) if isdefined(i.real) else None, Path(i.qc_dir),
-            list(i.warnings) if isdefined(i.warnings) else [])
+            listed(i.warnings))
         summary = _json(QC_FOLDER.path(Path(i.qc_dir), "summary"))
         write_summary_dictionary(Path(i.output_dir), list(summary))
         self._results["report"] = str(report)
