@@ -16,7 +16,6 @@ from ..geometry import MAP_NAMES
 from ..qc.layout import QC_FOLDER
 from ..reports.html import ReportSubject
 from .common import PublishInputSpec, listed, optional, optional_session
-from .qc import read_figure_index
 from .synthesis import read_maps, save_volume
 
 MAP_DESCRIPTIONS = {
@@ -68,8 +67,8 @@ def write_participant_derivatives(
     maps_npz: Path,
     qc_dir: Path,
 ) -> tuple[list[Path], Path]:
-    """Copy images, sidecars, conditioning maps (optional), QC tables and figures; returns (files, the path of the
-    report, which the report node writes next)."""
+    """Copy images, sidecars, conditioning maps (optional) and QC tables; returns (files, the path of the report,
+    which the report node writes next with its figures)."""
     sub, ses = subject.subject, subject.session
     written: list[Path] = []
     for seed, path in zip(run["seeds"], synthetic):
@@ -96,9 +95,6 @@ def write_participant_derivatives(
     written.append(_copy(QC_FOLDER.path(qc_dir, "table"), output_dir / naming.qc_table_path(sub, ses)))
     written.append(_copy(QC_FOLDER.path(qc_dir, "dictionary"), output_dir / naming.qc_table_path(sub, ses, ".json")))
     written.append(_copy(QC_FOLDER.path(qc_dir, "summary"), output_dir / naming.qc_summary_path(sub, ses)))
-    for fig in read_figure_index(qc_dir):
-        dst = output_dir / naming.figure_path(sub, ses, fig["desc"], fig["suffix"], fig["hemi"])
-        written.append(_copy(qc_dir / fig["file"], dst))
     report = output_dir / naming.report_path(sub, ses)  # written after this node (interfaces.reports)
     return written, report
 

@@ -14,8 +14,6 @@ class QCFolder:
     dictionary: str = "qc.json"
     summary: str = "summary.json"  # scalar measures (write_summary_json)
     vertex: str = "vertex.npz"  # per-vertex thickness: <hemi>_surface, <hemi>_synthetic, <hemi>_real
-    figures: str = "figures"  # folder of figures
-    figure_index: str = "figures.json"  # [{"file", "desc", "suffix", "hemi"}] in the order they were made
 
     def path(self, root: str | Path, name: str) -> Path:
         """``root / <file>`` for a field name (``"table"``, ``"summary"``…)."""

@@ -1,4 +1,4 @@
-"""Region table, TSV + data dictionary, summary JSON, figures and mesh/slice contours."""
+"""Region table, TSV + data dictionary, summary JSON (the report's figures: tests/reports)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import numpy as np
 import pytest
 
 from cor2vox_bids.qc.adapters import hemisphere_rows
-from cor2vox_bids.qc.figures import (
-    lonlat,
-    plot_error_map,
-    plot_group_summary,
-    plot_region_bars,
-    plot_surface_contours,
-    plot_thickness_scatter,
-    slice_contour_segments,
-)
 from cor2vox_bids.qc.regions import (
     QC_COLUMNS,
     QC_TSV_DICTIONARY,
@@ -27,7 +18,7 @@ from cor2vox_bids.qc.regions import (
     write_qc_tsv,
     write_summary_json,
 )
-from qc_phantoms import grid_affine, icosphere
+from qc_phantoms import icosphere
 
 NAMES = [b"unknown", b"bankssts", b"cuneus", b"corpuscallosum", b"fusiform", b"insula"]
 
@@ -121,58 +112,3 @@ def test_tsv_dictionary_and_summary_json(hemi_data, tmp_path):
     out = json.loads(write_summary_json({**summary, "psnr_brain": np.inf, "x": np.float32(0.5)},
                                         tmp_path / "s.json").read_text())
     assert out["psnr_brain"] is None and out["x"] == 0.5 and out["pearson_r_real"] == "n/a"
-
-
-def test_slice_contours_of_a_sphere_lie_on_the_circle():
-    """Sphere r = 20 mm, 0.8 mm voxels: contour end points lie on the plane's circle (radius in voxels)."""
-    v, f = icosphere(5)
-    centre = np.array([10.3, -4.1, 7.7])
-    aff = grid_affine(0.8, (-30.0, -40.0, -25.0))
-    verts = centre + 20.0 * v
-    c_vox = (centre - aff[:3, 3]) / 0.8
-    for axis, index in [(2, 45), (0, 50), (1, 30)]:
-        seg = slice_contour_segments(verts, f, aff, axis, index)
-        dz = (index - c_vox[axis]) * 0.8
-        radius_vox = np.sqrt(20.0**2 - dz**2) / 0.8
-        uv = [a for a in range(3) if a != axis]
-        rr = np.linalg.norm(seg - c_vox[uv], axis=-1)
-        # end points lie on mesh edges = chords: inside the sphere by at most the chord sag R·θ²/8 ≈ 0.004 mm
-        assert rr.max() <= radius_vox + 1e-9
-        assert rr.min() >= radius_vox - 0.01 / 0.8
-        perimeter = np.linalg.norm(seg[:, 1] - seg[:, 0], axis=-1).sum()
-        assert perimeter == pytest.approx(2 * np.pi * radius_vox, rel=2e-3)
-    # plane through the equator where icosphere vertices lie exactly on it: still one closed circle
-    aff0 = grid_affine(1.0, (-32.0, -32.0, -32.0))
-    seg = slice_contour_segments(20.0 * v, f, aff0, 2, 32)
-    perimeter = np.linalg.norm(seg[:, 1] - seg[:, 0], axis=-1).sum()
-    assert perimeter == pytest.approx(2 * np.pi * 20.0, rel=2e-3)
-    assert slice_contour_segments(verts, f, aff, 2, 500).shape == (0, 2, 2)
-
-
-def test_lonlat():
-    lon, lat = lonlat(np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [-1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]))
-    np.testing.assert_allclose(lon[:2], [0.0, 90.0], atol=1e-12)
-    np.testing.assert_allclose(lat, [0, 0, 90, 0, 0, -90], atol=1e-12)
-
-
-def test_figures_are_written(hemi_data, tmp_path):
-    v, f, labels, surface, synthetic = hemi_data
-    rows = region_rows("lh", surface, synthetic, surface * 0.95, labels, NAMES)
-    paths = [
-        plot_thickness_scatter(rows, tmp_path / "scatter.svg"),
-        plot_region_bars(rows, tmp_path / "bars.png"),
-        plot_error_map(v, synthetic - surface, tmp_path / "err.png"),
-        plot_group_summary([{"participant": "01", **summarize_rows(rows), "ssim_brain": 0.9},
-                            {"participant": "02", **summarize_rows(rows), "ssim_brain": 0.7}],
-                           tmp_path / "group.svg"),
-    ]
-    img = np.random.default_rng(0).normal(size=(40, 40, 40))
-    aff = grid_affine(1.0, (-20.0, -20.0, -20.0))
-    paths.append(plot_surface_contours(img, aff, {"white": (12 * v, f), "pial": (15 * v, f)}, tmp_path / "c.png"))
-    for p in paths:
-        data = p.read_bytes()
-        assert len(data) > 2000
-        assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
-    svg = (tmp_path / "scatter.svg").read_text()
-    # matplotlib keeps each text as an SVG comment: the legend carries r (exact offsets/scales → r = 1)
-    assert "<!-- synthetic (r = 1.00) -->" in svg and "<!-- real (r = 1.00) -->" in svg

@@ -82,11 +82,12 @@ def test_synthetic_image_on_model_grid_in_scanner_space(finished_run):
 
 
 def test_white_contour_lies_on_synthetic_grid(finished_run):
-    """The contour drawn in the report figure, mapped to the synthetic image's voxels, sits where the white SDF is 0."""
+    """The contour drawn in the report's mosaic (world mm), mapped to the synthetic image's voxels, sits where the
+    white SDF is 0."""
     from scipy import ndimage
 
     from cor2vox_bids.geometry.surfaces import Hemisphere
-    from cor2vox_bids.qc.figures import slice_contour_segments
+    from cor2vox_bids.reports.figures import plane_segments_mm
 
     out = finished_run["out"]
     synth = nib.load(str(out / "sub-01/anat/sub-01_desc-synth_T1w.nii.gz"))
@@ -94,14 +95,29 @@ def test_white_contour_lies_on_synthetic_grid(finished_run):
     hemis_npz = next(finished_run["work"].rglob("sub_01_wf/ingest/hemispheres.npz"))
     left = Hemisphere.load(hemis_npz, "L")
     v, f = left.white.vertices, left.white.faces
+    a = synth.affine
+    assert np.allclose(a[:3, :3], np.diag(np.diag(a[:3, :3])))  # the model grid has RAS axes
     k = 16
-    seg = slice_contour_segments(v, f, synth.affine, axis=2, index=k)
+    seg = plane_segments_mm(v, f, axis=2, position=a[2, 3] + a[2, 2] * k)
     assert len(seg) > 50
     pts = seg.reshape(-1, 2)
-    vals = ndimage.map_coordinates(sdf_white, [pts[:, 0], pts[:, 1], np.full(len(pts), k)], order=1)
+    i, j = (pts[:, 0] - a[0, 3]) / a[0, 0], (pts[:, 1] - a[1, 3]) / a[1, 1]
+    vals = ndimage.map_coordinates(sdf_white, [i, j, np.full(len(pts), k)], order=1)
     # trilinear interpolation of an SDF sampled at 5 mm: |value| at the true surface stays under half a voxel
     assert np.median(np.abs(vals)) < 1.0 and np.percentile(np.abs(vals), 95) < 2.5
-    assert (out / "sub-01/figures/sub-01_desc-slicessynthetic_T1w.png").is_file()
+    assert (out / "sub-01/figures/sub-01_desc-mosaic_T1w.png").is_file()
+
+
+def test_every_published_figure_is_in_the_report(finished_run):
+    """The figures folder holds exactly what the participant report shows (no figure that no report uses)."""
+    import re
+
+    out = finished_run["out"]
+    for sub in ("01", "02"):
+        html = (out / f"sub-{sub}.html").read_text()
+        linked = {Path(m).name for m in re.findall(r"(?:src|href|data)='([^']+)'", html) if "/figures/" in m}
+        published = {p.name for p in (out / f"sub-{sub}" / "figures").iterdir()}
+        assert published and published == linked, (sub, published ^ linked)
 
 
 def test_qc_outputs_and_report(finished_run):
