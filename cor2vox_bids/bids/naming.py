@@ -3,8 +3,8 @@ logs, crash files and the work-dir files that nodes hand to each other. No other
 
 Samples: one sample → ``sub-<label>[_ses-<label>]_desc-synth_T1w.nii.gz``; several →
 ``sub-<label>_desc-synthseed<seed>_T1w.nii.gz`` (the seed is part of ``desc``, so every sample is a valid
-derivative that pybids indexes; BIDS ``rec`` is reserved for image reconstruction). Figures carry the real
-``hemi`` entity (``sub-01_hemi-L_desc-vertexerrorsynthetic_qc.png``).
+derivative that pybids indexes; BIDS ``rec`` is reserved for image reconstruction). A figure of one hemisphere
+carries the real ``hemi`` entity (``sub-01_hemi-L_desc-<what>_qc.png``), never a hemisphere folded into ``desc``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ PATTERNS = [
     "group_desc-{desc<qc>}_{suffix}{extension<.tsv|.json|.html>}",
     "group/figures/group_desc-{desc}_{suffix}{extension<.png|.svg>}",
 ]
-#: a work-dir figure (QC node → derivatives node): the derivative figure name without the subject
-WORK_FIGURE_PATTERN = "[hemi-{hemi}_]desc-{desc}_{suffix}{extension<.png|.svg>}"
 
 DATASET_LINKS_NAME = "cor2vox-bids"
 IMAGE_EXTENSION = ".nii.gz"
@@ -121,16 +119,6 @@ def summary_dictionary_path() -> str:
 
 def group_figure_path(desc: str, suffix: str = "qc", extension: str = ".png") -> str:
     return build_path(desc=desc, suffix=suffix, extension=extension)
-
-
-def work_figure_name(desc: str, suffix: str = "qc", hemi: str | None = None, extension: str = ".png") -> str:
-    """A figure's file name inside the QC node's folder (entities kept, subject added on publication)."""
-    from bids.layout.writing import build_path as _build
-
-    clean = {
-        k: v for k, v in {"hemi": hemi, "desc": desc, "suffix": suffix, "extension": extension}.items() if v is not None
-    }
-    return _build(clean, [WORK_FIGURE_PATTERN], strict=True)
 
 
 def bids_uri(dataset: str, path: Path, root: Path) -> str:
