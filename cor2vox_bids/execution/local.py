@@ -12,12 +12,12 @@ from pathlib import Path
 
 from ..bids import atomic, naming
 from ..bids.dataset import write_dataset_description
-from ..bids.inputs import resolve_fs_subjects_dir
-from ..errors import ExitCode, OutputError
+from ..bids.inputs import InputFailure, resolve_fs_subjects_dir
+from ..errors import Cor2VoxError, ExitCode, OutputError
 from ..settings import Settings
-from ..workflows.base import SynthesisSpec, init_cor2vox_wf, node_name
+from ..workflows.base import BuildFailure, SynthesisSpec, init_cor2vox_wf, node_name
 from .model import ModelInfo
-from .plan import WorkPlan, seeds_of
+from .plan import WorkPlan, seeds_of, write_crash_report
 from .plugins import load_plugin_file, local_plugin_args
 from .progress import ProgressTail, nipype_worker_logging, node_status_logger
 
@@ -44,8 +44,10 @@ def plugin_of(settings: Settings, model: ModelInfo) -> tuple[object, dict]:
 
 
 def crash_message(crash_dir: Path) -> str | None:
-    """The last error line of the newest Nipype crash file in ``crash_dir``, if any."""
-    files = sorted(crash_dir.glob(naming.NIPYPE_CRASH_GLOB), key=lambda f: f.stat().st_mtime)
+    """The last error line of the newest Nipype crash file in ``crash_dir``, if any (a participant's pre-run crash
+    files there belong to another session of the subject: they are not this run's node failures)."""
+    files = sorted((f for f in crash_dir.glob(naming.NIPYPE_CRASH_GLOB) if not naming.is_pre_run_crash(f.name)),
+                   key=lambda f: f.stat().st_mtime)
     if not files:
         return None
     lines = [ln.strip() for ln in files[-1].read_text(errors="replace").splitlines() if ln.strip()]
@@ -89,8 +91,24 @@ def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: 
     return path
 
 
+def record_build_failure(output_dir: Path, run_id: str, failure: BuildFailure) -> str:
+    """A participant whose sub-workflow could not be built: one log line, a crash file (``…-graph.txt``, with the
+    traceback when the error was not a foreseen ``Cor2VoxError``); returns the reason."""
+    p, exc = failure.participant, failure.error
+    if isinstance(exc, Cor2VoxError):
+        message, path, details = str(exc), exc.path, None
+    else:
+        message = f"unexpected error while building the workflow ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        path, details = None, failure.traceback
+    LOGGER.error("%s: %s%s", p.key, message, " (traceback in the crash file)" if details else "")
+    crash = write_crash_report(output_dir, run_id, InputFailure(p.subject, p.session, message, path), details,
+                               stage="graph")
+    return f"{message} (crash file: {crash})"
+
+
 def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_id: str) -> dict[str, str]:
-    """Run the graph; returns {participant key: failure reason} for those that failed in it."""
+    """Build and run the graph; returns {participant key: failure reason} for those that failed while their
+    sub-workflow was built or in the graph (each alone: the others run)."""
     work_dir = work_dir_of(settings, run_id)
     if settings.clean_workdir and (work_dir / naming.WORKFLOW_NAME).exists():
         LOGGER.info("removing %s (--clean-workdir)", work_dir / naming.WORKFLOW_NAME)
@@ -107,18 +125,22 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
         os.environ.get("COR2VOX_CONTAINER"),
     )
     run_json = write_run_info(settings, model, run_id, work_dir)
-    wf = init_cor2vox_wf(
+    wf, build_failures = init_cor2vox_wf(
         plan.ready, synthesis_spec(settings, model), run_json, Path(settings.output_dir), run_id, work_dir
     )
+    failures = {b.participant.key: record_build_failure(Path(settings.output_dir), run_id, b) for b in build_failures}
+    built = [p for p in plan.ready if p.key not in failures]
+    if not built:
+        return failures
     plugin, args = plugin_of(settings, model)
     plugin_name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
     shown = ", ".join(f"{k} {v}" for k, v in args.items() if k in ("n_procs", "memory_gb", "n_gpu_procs"))
-    LOGGER.info("running %d participant(s) with %s%s; work folder %s", len(plan.ready),
+    LOGGER.info("running %d participant(s) with %s%s; work folder %s", len(built),
                 plugin_name.removesuffix("Plugin"), f" ({shown})" if shown else "", work_dir)
     nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
     if "Graph" not in plugin_name:  # graph plugins submit everything at once and report no node status
         steps = node_status_logger(logging.getLogger("cor2vox_bids.progress"),
-                                   {node_name(p.key): p.key for p in plan.ready})
+                                   {node_name(p.key): p.key for p in built})
         args = {**args, "status_callback": steps}
         if not isinstance(plugin, str) and hasattr(plugin, "_status_callback"):
             plugin._status_callback = steps  # a plugin object was built from its args before: give it the callback
@@ -127,8 +149,7 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
             wf.run(plugin=plugin, plugin_args=args)
     except RuntimeError as exc:  # Nipype: "Workflow did not execute cleanly"; details in crash files
         LOGGER.debug("nipype: %s", exc)
-    failures: dict[str, str] = {}
-    for p in plan.ready:
+    for p in built:
         crash_dir = Path(settings.output_dir) / naming.log_dir(p.subject, run_id)
         expected = [
             Path(settings.output_dir) / naming.synth_path(p.subject, p.session, s, settings.num_samples)

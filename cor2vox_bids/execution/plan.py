@@ -32,12 +32,19 @@ class WorkPlan:
     tracebacks: dict[str, str] = field(default_factory=dict)  # unexpected errors: for the crash file only
 
 
-def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure, details: str | None = None) -> Path:
-    """A plain-text crash file for a participant that failed before the graph ran (``details``: a traceback)."""
-    crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key)
+#: what a pre-run crash file says of each stage (``write_crash_report``)
+CRASH_STAGES = {"validation": "input validation (before any work)",
+                "graph": "building the participant's workflow (before any work)"}
+
+
+def write_crash_report(output_dir: Path, run_id: str, failure: InputFailure, details: str | None = None,
+                       stage: str = "validation") -> Path:
+    """A plain-text crash file for a participant that failed before the graph ran (``details``: a traceback;
+    ``stage``: a key of :data:`CRASH_STAGES`)."""
+    crash = Path(output_dir) / naming.validation_crash_path(failure.subject, run_id, failure.key, stage)
     atomic.write_text(
         crash,
-        f"participant: {failure.key}\nstage: input validation (before any work)\n"
+        f"participant: {failure.key}\nstage: {CRASH_STAGES[stage]}\n"
         f"file: {failure.path or 'n/a'}\nerror: {failure.message}\n" + (f"\n{details}" if details else "")
     )
     return crash
