@@ -203,9 +203,15 @@ def run_crash_path(run_id: str) -> str:
     return f"{run_log_dir(run_id)}/crash-cor2vox.txt"
 
 
-def validation_crash_path(subject: str, run_id: str, key: str) -> str:
-    """Crash file of a participant left out before the graph."""
-    return f"{log_dir(subject, run_id)}/crash-{key}-validation.txt"
+def validation_crash_path(subject: str, run_id: str, key: str, stage: str = "validation") -> str:
+    """Crash file of a participant left out before the graph ran (``stage``: ``validation`` of its inputs, or
+    ``graph`` when building its sub-workflow failed)."""
+    return f"{log_dir(subject, run_id)}/crash-{key}-{stage}.txt"
+
+
+def is_pre_run_crash(name: str) -> bool:
+    """Whether a crash file's name is one of :func:`validation_crash_path` (not a Nipype node's crash file)."""
+    return name.endswith(("-validation.txt", "-graph.txt"))
 
 
 NIPYPE_CRASH_GLOB = "crash-*.txt"  # Nipype names its own crash files; we only find them
