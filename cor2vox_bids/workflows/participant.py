@@ -81,30 +81,22 @@ def init_participant_wf(
     )
     synth.inputs.seed = list(seeds)
     qc = pe.Node(QualityControl(), name="qc", mem_gb=2.0)
+    # what both publishing nodes are told of the participant and the run (interfaces.common.PublishInputSpec)
+    publish = {"output_dir": str(output_dir), "subject": p.subject, "session": p.session or "",
+               "run_json": str(run_json), "source": p.source}
     sink = pe.Node(
         WriteDerivatives(
-            output_dir=str(output_dir),
-            subject=p.subject,
-            session=p.session or "",
-            source=p.source,
+            **publish,
             t1w=str(p.t1w) if p.t1w else "",
             source_files=[str(f) for f in p.surface_files()],
             sources=p.source_uris(),
-            run_json=str(run_json),
         ),
         name="derivatives",
         mem_gb=1.0,
         run_without_submitting=True,
     )
     report = pe.Node(
-        ParticipantReportNode(
-            output_dir=str(output_dir),
-            subject=p.subject,
-            session=p.session or "",
-            source=p.source,
-            inputs=report_inputs(p),
-            run_json=str(run_json),
-        ),
+        ParticipantReportNode(**publish, inputs=report_inputs(p)),
         name="report",
         mem_gb=1.0,
         run_without_submitting=True,  # always rewritten (the page must match the published files): no job

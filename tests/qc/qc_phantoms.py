@@ -8,6 +8,10 @@ from scipy import ndimage
 
 # tissue intensities of the phantom (T1w-like ordering WM > GM > CSF)
 WM, GM, CSF = 110.0, 70.0, 20.0
+#: centre (world mm) of every phantom: off the voxel grid's symmetry on purpose (``CENTRE``: read-only array)
+CENTRE_XYZ: tuple[float, float, float] = (3.3, -2.7, 5.1)
+CENTRE = np.array(CENTRE_XYZ)
+CENTRE.flags.writeable = False
 
 
 def icosphere(subdivisions: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -63,7 +67,7 @@ def sphere_phantom(
     *,
     shape: tuple[int, int, int] = (64, 64, 64),
     spacing: float = 1.0,
-    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    centre: tuple[float, float, float] = CENTRE_XYZ,
     r_white: float = 20.0,
     r_pial: float = 22.5,
     r_head: float | None = None,
@@ -101,7 +105,7 @@ def sphere_phantom(
 
 def sphere_surfaces(
     subdivisions: int = 5,
-    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    centre: tuple[float, float, float] = CENTRE_XYZ,
     r_white: float = 20.0,
     r_pial: float = 22.5,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
@@ -126,7 +130,7 @@ def _ribbon_thickness(u: NDArray) -> NDArray:
     return 2.6 + 0.6 * np.sin(2.5 * z + 0.3) + 0.4 * np.cos(2.0 * x - y)
 
 
-def bumpy_surfaces(subdivisions: int = 5, centre: tuple[float, float, float] = (3.3, -2.7, 5.1)
+def bumpy_surfaces(subdivisions: int = 5, centre: tuple[float, float, float] = CENTRE_XYZ
                    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
     """White and pial surfaces of the bumpy phantom (shared faces; pial = white + radial thickness)."""
     u, f = icosphere(subdivisions)
@@ -135,7 +139,7 @@ def bumpy_surfaces(subdivisions: int = 5, centre: tuple[float, float, float] = (
     return c + rw[:, None] * u, c + (rw + _ribbon_thickness(u))[:, None] * u, f
 
 
-def sector_labels(vertices: NDArray, centre: tuple[float, float, float] = (3.3, -2.7, 5.1)
+def sector_labels(vertices: NDArray, centre: tuple[float, float, float] = CENTRE_XYZ
                   ) -> tuple[NDArray[np.int64], list[str]]:
     """Twelve 'regions': 4 longitude × 3 latitude sectors of the directions from ``centre``."""
     d = np.asarray(vertices) - np.asarray(centre)
@@ -149,7 +153,7 @@ def bumpy_phantom(
     *,
     spacing: float = 1.0,
     fov_mm: float = 64.0,
-    centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+    centre: tuple[float, float, float] = CENTRE_XYZ,
     psf_sigma_mm: float = 1.0,
     noise_sd: float = WM / 20.0,
     bias: float = 0.1,
@@ -190,7 +194,7 @@ def bumpy_phantom(
     return img, affine
 
 
-def ramp_phantom(*, spacing: float = 1.0, fov_mm: float = 64.0, centre: tuple[float, float, float] = (3.3, -2.7, 5.1),
+def ramp_phantom(*, spacing: float = 1.0, fov_mm: float = 64.0, centre: tuple[float, float, float] = CENTRE_XYZ,
                  r_in: float = 17.0, r_out: float = 26.0, noise_sd: float = 1.0, seed: int = 0
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """An image with no cortical slab: intensity falls linearly from WM to CSF between radii ``r_in`` and

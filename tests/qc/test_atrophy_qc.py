@@ -20,9 +20,8 @@ from cor2vox_bids.qc.atrophy import (
     surface_thinning,
     write_atrophy_tsv,
 )
-from qc_phantoms import sphere_phantom, sphere_surfaces
+from qc_phantoms import CENTRE, sphere_phantom, sphere_surfaces
 
-CENTRE = np.array((3.3, -2.7, 5.1))
 CAP_DEG = 35.0
 
 

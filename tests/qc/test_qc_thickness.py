@@ -16,9 +16,8 @@ from cor2vox_bids.qc.thickness import (
     profile_directions,
     vertex_normals,
 )
-from qc_phantoms import CSF, GM, WM, icosphere, sphere_phantom, sphere_surfaces
+from qc_phantoms import CENTRE, CSF, GM, WM, icosphere, sphere_phantom, sphere_surfaces
 
-CENTRE = np.array((3.3, -2.7, 5.1))
 TRUE_THICKNESS = 2.5
 
 

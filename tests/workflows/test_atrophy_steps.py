@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -18,32 +20,14 @@ from cor2vox_bids.interfaces.atrophy import (
 )
 from cor2vox_bids.interfaces.synthesis import read_maps, save_maps, save_volume
 
-
-def _icosphere(subdivisions=3):
-    t = (1.0 + 5**0.5) / 2.0
-    v = np.array([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
-                  [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=float)
-    f = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
-                  [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
-                  [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    for _ in range(subdivisions):
-        e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-        uniq, inv = np.unique(e, axis=0, return_inverse=True)
-        mid = v[uniq].mean(axis=1)
-        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
-        m = inv.reshape(3, -1).T + len(v)
-        v = np.concatenate([v, mid])
-        a, b, c = f.T
-        f = np.concatenate([np.stack([a, m[:, 0], m[:, 2]], 1), np.stack([b, m[:, 1], m[:, 0]], 1),
-                            np.stack([c, m[:, 2], m[:, 1]], 1), m])
-    return v, f
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "geometry"))  # the shared test meshes
+from meshes import icosphere  # noqa: E402
 
 
 @pytest.fixture()
 def baseline(tmp_path):
     """Two spherical 'hemispheres' (white 20 mm, pial 24 mm) with a 2-region annotation; maps on a 4 mm grid."""
-    v, f = _icosphere(3)
+    v, f = icosphere(3)
     hemis = []
     for hemi, x in (("L", -30.0), ("R", 30.0)):
         centre = np.array([x, 0.0, 0.0])
