@@ -37,10 +37,13 @@ EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.SOME_PARTICIPANTS_FAILED: "Some participants failed; the others finished.",
     ExitCode.ALL_PARTICIPANTS_FAILED: "All participants failed.",
     ExitCode.USAGE: "Usage error: bad flags, unknown participant or session label, bad filter file, output folder "
-    "refused (inside the input dataset outside derivatives/, derivatives/ itself, or holding another dataset).",
+    "refused (inside the input dataset outside derivatives/, derivatives/ itself, or holding another dataset), "
+    "--reference-dataset at the participant level or naming the output folder.",
     ExitCode.DATA: "Bad data for the whole run: a corrupt or incompatible model or model config (grid, channels, "
     "memory above --mem); at group level a corrupt participant QC table (named, left out, the rest written).",
-    ExitCode.NO_INPUT: "A required input (dataset, subjects directory, file) is missing.",
+    ExitCode.NO_INPUT: "A required input (dataset, subjects directory, file) is missing; at group level also a "
+    "--reference-dataset that does not exist, is not a BIDS dataset, has no surfaces in derivatives/freesurfer or "
+    "derivatives/smriprep, or no participant with a T1w and surfaces.",
     ExitCode.CANT_CREATE: "The output or work directory cannot be created or written.",
     ExitCode.IO: "Input/output error while reading or writing files.",
     ExitCode.TEMPFAIL: "Temporary failure, e.g. the requested device is unavailable.",

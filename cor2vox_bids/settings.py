@@ -151,6 +151,18 @@ class Settings(BaseModel):
         json_schema_extra=_meta("Synthesis", ["--atrophy"], metavar="SPEC"),
     )
 
+    # -- group level -----------------------------------------------------------------------------------------
+    reference_dataset: Path | None = Field(
+        default=None,
+        description="Group level: a BIDS dataset of the reference site (the site the --model was trained on; T1w "
+        "images and FreeSurfer surfaces in its derivatives/freesurfer, or sMRIPrep GIFTI surfaces in its "
+        "derivatives/smriprep). Also measure harmonization: per participant and tissue (WM, GM, CSF), the 1-D "
+        "Wasserstein distance of the normalised intensity distribution to the reference site's, for the "
+        "participant's own T1w (before) and the synthetic one (after), and the thickness agreement of the two; "
+        "writes group_desc-harmonization_qc.tsv and a report section (see docs/harmonization.md).",
+        json_schema_extra=_meta("Group level", ["--reference-dataset"], metavar="BIDS_DIR"),
+    )
+
     # -- performance / execution ---------------------------------------------------------------------------
     nprocs: int | None = Field(
         default=None, ge=1,
@@ -214,7 +226,7 @@ class Settings(BaseModel):
         return _strip_prefix(v, "sub-")
 
     @field_validator("bids_dir", "output_dir", "bids_filter_file", "fs_subjects_dir", "model", "use_plugin",
-                     "work_dir", "atrophy")
+                     "work_dir", "atrophy", "reference_dataset")
     @classmethod
     def _absolute(cls, v: Path | None) -> Path | None:
         """Relative paths are taken from the current folder (nodes run elsewhere, so store them absolute)."""
@@ -246,6 +258,13 @@ class Settings(BaseModel):
             raise ValueError("--slurm-wait only applies with --slurm-array")
         if self.slurm_array and self.analysis_level != "participant":
             raise ValueError("--slurm-array applies to the participant level (the group level runs locally)")
+        return self
+
+    @model_validator(mode="after")
+    def _reference(self) -> Settings:
+        if self.reference_dataset is not None and self.analysis_level != "group":
+            raise ValueError("--reference-dataset applies to the group level (run the participant level with "
+                             "--model trained on the reference site, then the group level with it)")
         return self
 
     def derivatives_map(self) -> dict[str, Path]:

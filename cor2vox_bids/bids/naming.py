@@ -18,7 +18,7 @@ PATTERNS = [
     "{extension<.nii.gz|.json|.tsv|.surf.gii>}",
     "sub-{subject}/figures/sub-{subject}[_ses-{session}][_hemi-{hemi}][_desc-{desc}]_{suffix}{extension<.png|.svg>}",
     "sub-{subject}[_ses-{session}]{extension<.html>}",
-    "group_desc-{desc<qc>}_{suffix}{extension<.tsv|.json|.html>}",
+    "group_desc-{desc<qc|harmonization>}_{suffix}{extension<.tsv|.json|.html>}",
     "group/figures/group_desc-{desc}_{suffix}{extension<.png|.svg>}",
 ]
 
@@ -106,6 +106,12 @@ def report_path(subject: str, session: str | None) -> str:
 def group_path(suffix: str, extension: str) -> str:
     """``group_desc-qc_<suffix><extension>`` (e.g. ``group_desc-qc_thickness.tsv``)."""
     return build_path(desc="qc", suffix=suffix, extension=extension)
+
+
+def harmonization_table_path(extension: str = ".tsv") -> str:
+    """``group_desc-harmonization_qc.tsv`` (per participant and tissue: distances to the reference site before and
+    after harmonization) or its data dictionary (``.json``)."""
+    return build_path(desc="harmonization", suffix="qc", extension=extension)
 
 
 def group_report_path() -> str:

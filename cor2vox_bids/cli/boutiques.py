@@ -146,6 +146,14 @@ def output_files() -> list[dict[str, Any]]:
             "optional": True,
         },
         {
+            "id": "group_harmonization_tsv",
+            "name": "Harmonization table",
+            "description": "Group level with --reference-dataset: per participant and tissue, the Wasserstein "
+            "distance to the reference site before and after harmonization, and the thickness agreement.",
+            "path-template": f"{out}/{naming.harmonization_table_path()}",
+            "optional": True,
+        },
+        {
             "id": "group_report",
             "name": "Group QC report",
             "description": "Group-level HTML report (group analysis level).",

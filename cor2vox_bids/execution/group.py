@@ -100,14 +100,34 @@ def read_participant_tables(summary_path: Path, tsv: Path) -> tuple[dict, list[d
     return summary, rows
 
 
+def _write_harmonization(out: Path, result):
+    """``group_desc-harmonization_qc.tsv`` with its data dictionary, and the report section's figure."""
+    from ..qc.harmonization import HARMONIZATION_DICTIONARY
+    from ..reports.group import harmonization_section
+
+    tsv = _write_tsv(out / naming.harmonization_table_path(), result.rows)
+    columns = list(dict.fromkeys(k for r in result.rows for k in r))
+    write_json(tsv.with_suffix(".json"), {k: HARMONIZATION_DICTIONARY[k] for k in columns})
+    figure = out / naming.group_figure_path("harmonization")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    return harmonization_section(tsv, figure, result.rows, result.before, result.after, result.reference,
+                                 result.spread, result.reference_dir, result.reference_labels, result.left_out)
+
+
 def run_group(settings: Settings) -> list[Path]:
     """Write ``group_desc-qc_summary.tsv`` and ``group_desc-qc_thickness.tsv`` (each with its data dictionary),
-    the group figures and the group report."""
+    the group figures and the group report; with ``--reference-dataset`` also ``group_desc-harmonization_qc.tsv``
+    (:mod:`cor2vox_bids.execution.harmonization`) and its report section."""
     from ..interfaces.reports import qc_summary_dictionary
     from ..reports.group import GroupReport, make_group_figures, write_group_report
     from ..reports.measures import summary_dictionary
 
     out = Path(settings.output_dir)
+    reference = None
+    if settings.reference_dataset is not None:  # a bad reference stops the run before anything is written
+        from .harmonization import collect_reference
+
+        reference = collect_reference(settings)
     found = collect_participant_qc(out, settings.participant_label)
     if not found:
         raise MissingInputError("no participant QC found; run the participant level first", out)
@@ -116,6 +136,7 @@ def run_group(settings: Settings) -> list[Path]:
     demo = False
     table_dictionary: dict = {}
     skipped: dict[Path, str] = {}  # a corrupt participant table: named, that participant left out, exit 65 at the end
+    harmonized: list = []  # the participants the harmonization table measures (with --reference-dataset)
     for ents, summary_path, tsv, made_by_demo in found:
         try:
             summary, rows = read_participant_tables(summary_path, tsv)
@@ -128,6 +149,10 @@ def run_group(settings: Settings) -> list[Path]:
         if ents.get("session"):
             pid["session_id"] = f"ses-{ents['session']}"
         summary_rows.append({**pid, **{k: v for k, v in summary.items() if not isinstance(v, (dict, list))}})
+        if reference is not None:
+            from .harmonization import Harmonized
+
+            harmonized.append(Harmonized(ents["subject"], ents.get("session"), summary_path, summary, rows))
         report = out / naming.report_path(ents["subject"], ents.get("session"))
         if report.is_file():
             reports[" ".join(pid.values())] = report
@@ -143,6 +168,11 @@ def run_group(settings: Settings) -> list[Path]:
         first = next(iter(skipped))
         raise CorruptTableError(f"every participant's QC table is corrupt ({len(skipped)}); nothing to collect",
                                 first)
+    harmonization = None
+    if reference is not None:
+        from .harmonization import run_harmonization
+
+        harmonization = run_harmonization(settings, harmonized, reference)
     summary_tsv = _write_tsv(out / naming.group_path("summary", ".tsv"), summary_rows)
     thickness_tsv = _write_tsv(out / naming.group_path("thickness", ".tsv"), region_rows)
     keys = [k for k in dict.fromkeys(k for r in summary_rows for k in r) if k not in _ID_COLUMNS]
@@ -157,6 +187,10 @@ def run_group(settings: Settings) -> list[Path]:
     figure.parent.mkdir(parents=True, exist_ok=True)
     figures = make_group_figures(figure, summary_rows, qc_dictionary)
     written += [f.path for f in figures]
+    section = None
+    if harmonization is not None:
+        section = _write_harmonization(out, harmonization)
+        written += [section.table, section.table.with_suffix(".json")] + [f.path for f in section.figures]
     group = GroupReport(
         rows=summary_rows,
         reports=reports,
@@ -165,12 +199,15 @@ def run_group(settings: Settings) -> list[Path]:
         figures=figures,
         demo=demo,
         dictionary=qc_dictionary,
+        harmonization=section,
     )
     written.append(write_group_report(out / naming.group_report_path(), group))
     for p in written:
         LOGGER.debug("wrote %s", p)
     LOGGER.info("group report: %s", written[-1])
     LOGGER.info("group tables: %s, %s (data dictionaries beside them)", summary_tsv, thickness_tsv)
+    if section is not None:
+        LOGGER.info("harmonization table: %s (%s)", section.table, section.verdict)
     if skipped:
         first = next(iter(skipped))
         raise CorruptTableError(f"{len(skipped)} participant table(s) corrupt and left out of the group outputs "

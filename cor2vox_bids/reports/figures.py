@@ -36,6 +36,7 @@ __all__ = [
     "plot_surface_views",
     "plot_conditioning_maps",
     "plot_group_measures",
+    "plot_harmonization",
 ]
 
 #: orientation name → world axis cut by the slices (0 = x, 1 = y, 2 = z)
@@ -640,6 +641,74 @@ def plot_group_measures(
             ax.text(0.99, 0.04, f"{missing} n/a", transform=ax.transAxes, ha="right", fontsize=7.5, color="0.4")
     for ax in axes[n:]:
         ax.set_visible(False)
+    return _save(fig, path)
+
+
+def plot_harmonization(panels: Sequence[Mapping[str, Any]], path: str | Path, *, width_px: int = 1080,
+                       bins: int = 50) -> Path:
+    """Harmonization, one column per tissue. Top: histograms (densities) of normalised intensity — the reference
+    site (grey), the participants' own T1w (orange) and their harmonized images (blue), each distribution a
+    Wasserstein barycentre (mean quantile function) of its images, so each histogram is of equally weighted
+    quantile values. Bottom: each participant's W1 to the reference before → after (green: closer, red: not),
+    the reference site's own spread shaded. ``panels``: ``{"title", "reference", "before", "after" (quantile
+    functions), "distance_before", "distance_after" (per participant), "spread" (float)}``."""
+    n = len(panels)
+    width_in = width_px / _DPI
+    height_in = 6.2
+    fig = Figure(figsize=(width_in, height_in))
+    fig.subplots_adjust(left=0.07, right=0.985, top=0.90, bottom=0.08, wspace=0.28, hspace=0.42)
+    axes = fig.subplots(2, max(n, 1), squeeze=False)
+    colours = {"reference": "0.55", "before": "#e66100", "after": "#1f6fb4"}
+    names = {"reference": "reference site", "before": "own T1w (before)", "after": "harmonized (after)"}
+    for col, panel in enumerate(panels):
+        ax = axes[0, col]
+        q = {k: np.asarray(panel[k], dtype=np.float64) for k in ("reference", "before", "after")
+             if panel.get(k) is not None}
+        values = np.concatenate(list(q.values())) if q else np.zeros(1)
+        lo, hi = np.percentile(values, [0.5, 99.5])
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        pad = 0.05 * (hi - lo)
+        edges = np.linspace(lo - pad, hi + pad, bins + 1)
+        if "reference" in q:
+            ax.hist(np.clip(q["reference"], edges[0], edges[-1]), edges, density=True, color="0.82",
+                    label=names["reference"])
+        for key in ("before", "after"):
+            if key in q:
+                ax.hist(np.clip(q[key], edges[0], edges[-1]), edges, density=True, histtype="step", lw=1.8,
+                        color=colours[key], label=names[key])
+        ax.set_title(panel["title"], fontsize=10, loc="left")
+        ax.set_xlabel("normalised intensity", fontsize=8.5)
+        ax.tick_params(labelsize=8)
+        if col == 0:
+            ax.set_ylabel("density", fontsize=8.5)
+        ax = axes[1, col]
+        b = np.asarray(panel["distance_before"], dtype=np.float64)
+        a = np.asarray(panel["distance_after"], dtype=np.float64)
+        ok = np.isfinite(a) & np.isfinite(b)
+        top = max([float(np.nanmax(np.concatenate([a[ok], b[ok]]))) if ok.any() else 0.0,
+                   float(panel.get("spread") or 0.0)]) * 1.15 or 1.0
+        spread = panel.get("spread")
+        if spread is not None and np.isfinite(spread):
+            ax.axhspan(0, spread, color="#eceff3", zorder=0, label="reference spread")
+        for x0, x1 in zip(b[ok], a[ok]):
+            ax.plot([0, 1], [x0, x1], "-o", ms=4, lw=1.3, color="#2e7d32" if x1 < x0 else "#c62828", zorder=3)
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_ylim(0, top)
+        ax.set_xticks([0, 1], ["own T1w", "harmonized"], fontsize=8.5)
+        ax.tick_params(axis="y", labelsize=8)
+        if col == 0:
+            ax.set_ylabel("W1 to reference", fontsize=8.5)
+        closer = int((a[ok] < b[ok]).sum())
+        ax.set_title(f"closer after harmonization: {closer} of {int(ok.sum())}", fontsize=9, loc="left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = axes[1, 0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+
+    extra = [Line2D([], [], color="#2e7d32", marker="o", ms=4, label="closer to the reference"),
+             Line2D([], [], color="#c62828", marker="o", ms=4, label="not closer")]
+    fig.legend(handles + h2 + extra, labels + l2 + [e.get_label() for e in extra], loc="upper center", ncol=6,
+               fontsize=8.5, frameon=False)
     return _save(fig, path)
 
 

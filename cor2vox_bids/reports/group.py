@@ -19,7 +19,8 @@ from . import figures as F
 from .measures import KEY_MEASURES, describe, expected_text, flag, format_value
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
 
-__all__ = ["GroupReport", "group_outliers", "make_group_figures", "write_group_report", "key_columns"]
+__all__ = ["GroupReport", "HarmonizationSection", "group_outliers", "harmonization_section", "make_group_figures",
+           "write_group_report", "key_columns"]
 
 #: column headers of the compact table (the Definitions section gives each measure's full name and meaning)
 SHORT_NAMES = {"pearson_r_synthetic": "Region r, synthetic", "coverage_synthetic": "Coverage, synthetic",
@@ -30,6 +31,32 @@ SHORT_NAMES = {"pearson_r_synthetic": "Region r, synthetic", "coverage_synthetic
 #: a value this many scaled MADs from the group median is an outlier (with ≥ 5 participants)
 MAD_THRESHOLD = 3.5
 MIN_FOR_MAD = 5
+
+
+#: the anatomy survives harmonization when the synthetic image keeps this fraction of the real image's thickness r
+THICKNESS_R_RATIO_TARGET = 0.9
+
+
+@dataclass
+class HarmonizationSection:
+    """The group report's harmonization section: the table (written), its rows, the figure, the reference."""
+
+    table: Path
+    rows: list[dict[str, Any]]
+    figures: list[FigureEntry]
+    reference: Path
+    reference_labels: list[str]
+    left_out: Mapping[str, str] = field(default_factory=dict)
+
+    def closer(self) -> tuple[int, int]:
+        """(participant-tissue pairs with distance_after < distance_before, pairs with both distances)."""
+        both = [r for r in self.rows if _finite(r.get("distance_before")) and _finite(r.get("distance_after"))]
+        return sum(r["distance_after"] < r["distance_before"] for r in both), len(both)
+
+    @property
+    def verdict(self) -> str:
+        k, n = self.closer()
+        return f"closer to the reference after harmonization in {k} of {n} participant-tissue pairs"
 
 
 @dataclass
@@ -43,6 +70,7 @@ class GroupReport:
     demo: bool = False
     dictionary: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     crashes: Mapping[str, list[Path]] = field(default_factory=dict)  # row label → crash files
+    harmonization: HarmonizationSection | None = None
 
 
 def row_label(row: Mapping[str, Any]) -> str:
@@ -103,6 +131,96 @@ def make_group_figures(path: Path, rows: Sequence[Mapping[str, Any]],
                         "each measure, so small differences do not look large.", *_size(out))]
 
 
+def harmonization_section(table_path: Path, figure_path: Path, rows: Sequence[Mapping[str, Any]],
+                          before: Mapping[str, Mapping[str, np.ndarray]], after: Mapping[str, Mapping[str, np.ndarray]],
+                          reference: Mapping[str, np.ndarray], spread: Mapping[str, float], reference_dir: Path,
+                          reference_labels: list[str], left_out: Mapping[str, str] | None = None
+                          ) -> HarmonizationSection:
+    """The section's figure (per-tissue histograms before/after vs the reference, and each participant's distances)
+    drawn to ``figure_path``, and the section that shows it with the rows of ``table_path``."""
+    from ..qc.harmonization import TISSUES, barycentre
+
+    panels = []
+    for tissue in TISSUES:
+        trs = [r for r in rows if r.get("tissue") == tissue]
+        b = [q[tissue] for q in before.values() if tissue in q]
+        a = [q[tissue] for q in after.values() if tissue in q]
+        panels.append({"title": {"WM": "White matter", "GM": "Cortical grey matter",
+                                 "CSF": "CSF shell outside the pial surface"}[tissue],
+                       "reference": reference.get(tissue), "before": barycentre(b) if b else None,
+                       "after": barycentre(a) if a else None,
+                       "distance_before": [r.get("distance_before") for r in trs],
+                       "distance_after": [r.get("distance_after") for r in trs],
+                       "spread": spread.get(tissue)})
+    out = F.plot_harmonization(panels, figure_path)
+    from .participant import _size
+
+    entry = FigureEntry(
+        out, "harmonization", "Per-tissue intensity histograms of the reference site, the participants' own T1w "
+        "and their harmonized images, and each participant's distance to the reference before and after",
+        "Top: intensity distributions per tissue after each image's robust normalisation (its 1st and 99th "
+        "percentiles inside the tissue masks map to 0 and 1). Grey: the reference site; orange: the participants' "
+        "own T1w; blue: their harmonized (synthetic) T1w — each the Wasserstein barycentre (mean quantile function) "
+        f"of its images ({len(reference_labels)} reference participants, {len(before)} harmonized). Bottom: each "
+        "participant's W1 distance to the reference, own T1w → harmonized; green: closer after harmonization, red: "
+        "not; shaded: the reference site's own spread (median leave-one-out W1 of its participants).", *_size(out))
+    return HarmonizationSection(Path(table_path), [dict(r) for r in rows], [entry], Path(reference_dir),
+                                list(reference_labels), dict(left_out or {}))
+
+
+def _harmonization_html(section: HarmonizationSection, path: Path) -> str:
+    k, n = section.closer()
+    tissues = {}
+    for r in section.rows:
+        if _finite(r.get("distance_before")) and _finite(r.get("distance_after")):
+            c = tissues.setdefault(r["tissue"], [0, 0])
+            c[0] += r["distance_after"] < r["distance_before"]
+            c[1] += 1
+    per_tissue = ", ".join(f"{t} {c[0]}/{c[1]}" for t, c in tissues.items())
+    ratios = {r["participant_id"] + (f" {r['session_id']}" if r.get("session_id") else ""): r.get("thickness_r_ratio")
+              for r in section.rows}
+    kept = [v for v in ratios.values() if _finite(v)]
+    n_kept = sum(v >= THICKNESS_R_RATIO_TARGET for v in kept)
+    intro = (
+        f"<p>Reference site: {code(section.reference.name)} ({len(section.reference_labels)} participants with a T1w "
+        "and surfaces). For every participant and tissue, the 1-D Wasserstein distance (W1) between the normalised "
+        "intensity distribution and the reference site's, for the participant's own T1w (before) and its "
+        "harmonized, synthetic T1w (after). W1 is in units of each image's robust intensity range (0.1 = a tenth "
+        "of it). Harmonization moved a tissue towards the reference where after &lt; before.</p>"
+        f"<p><b>Closer after harmonization: {k} of {n}</b> participant-tissue pairs ({esc(per_tissue)}). "
+        f"Anatomy kept (thickness r of the harmonized image ≥ {THICKNESS_R_RATIO_TARGET:g} × the real image's): "
+        f"<b>{n_kept} of {len(ratios)}</b> participants"
+        + (f" ({len(ratios) - len(kept)} without a thickness r for both images)" if len(kept) < len(ratios) else "")
+        + ".</p>")
+    fig = "".join(figure(f, path) for f in section.figures)
+    header = ["Participant", "Tissue", "W1 before", "W1 after", "Change", "Reference spread",
+              "Thickness r real", "Thickness r harmonized", "Ratio"]
+    trs = []
+    for r in section.rows:
+        label = r["participant_id"] + (f" {r['session_id']}" if r.get("session_id") else "")
+        change = r.get("distance_change")
+        ch = format_value(change)
+        if _finite(change):
+            ch = (f"<span class='ok'>{esc(ch)}</span>" if change < 0
+                  else f"<span class='flag' title='not closer to the reference'>⚑ {esc(ch)}</span>")
+        ratio = r.get("thickness_r_ratio")
+        rt = esc(format_value(ratio))
+        if _finite(ratio) and ratio < THICKNESS_R_RATIO_TARGET:
+            rt = f"<span class='flag' title='below {THICKNESS_R_RATIO_TARGET:g}'>⚑ {rt}</span>"
+        trs.append([esc(label), esc(r["tissue"]), esc(format_value(r.get("distance_before"))),
+                    esc(format_value(r.get("distance_after"))), ch if _finite(change) else esc(ch),
+                    esc(format_value(r.get("reference_spread"))), esc(format_value(r.get("thickness_r_real"))),
+                    esc(format_value(r.get("thickness_r_synthetic"))), rt])
+    tab = table(header, trs, numeric=[False, False] + [True] * 7, css="wide")
+    files = (f"<p>Full table: {link(section.table, path)} (data dictionary "
+             f"{link(section.table.with_suffix('.json'), path)}: units and meaning of every column).</p>")
+    left = ""
+    if section.left_out:
+        left = ("<div class='warn'><b>Left out of the harmonization table:</b><ul>"
+                + "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in section.left_out.items()) + "</ul></div>")
+    return intro + left + fig + tab + files
+
+
 def write_group_report(path: Path, report: GroupReport) -> Path:
     """Write the group report page."""
     path = Path(path)
@@ -155,13 +273,17 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
     body.append(section("tables", "Full tables", "<p>Every measure of every participant:</p>" + tables))
     body.append(section("measures", "Measures across participants",
                         "".join(figure(f, path) for f in report.figures) or "<p>No figure.</p>"))
+    if report.harmonization is not None:
+        body.append(section("harmonization", "Harmonization", _harmonization_html(report.harmonization, path)))
     described = [(k, describe(k, report.dictionary)) for k in cols]
     defs = table(["Column", "Measure", "Units", "Expected", "Definition"], [
         (esc(SHORT_NAMES.get(k, "")), esc(m.name), esc(m.units), esc(expected_text(m)), esc(m.definition))
         for k, m in described], css="wide")
     body.append(section("definitions", "Definitions", defs))
-    nav = [("participants", "Participants"), ("tables", "Full tables"), ("measures", "Measures"),
-           ("definitions", "Definitions")]
+    nav = [("participants", "Participants"), ("tables", "Full tables"), ("measures", "Measures")]
+    if report.harmonization is not None:
+        nav.append(("harmonization", "Harmonization"))
+    nav.append(("definitions", "Definitions"))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     atomic.write_text(path, page("cor2vox-bids group report", "cor2vox-bids · group", nav, "".join(body),
                                  esc(f"cor2vox-bids {__version__} — report written {stamp}")))
