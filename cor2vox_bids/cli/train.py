@@ -102,7 +102,12 @@ def load_init(settings: TrainSettings) -> tuple[dict | None, dict | None, dict |
     return weights, cfg, record
 
 
-def prepare_pairs(settings: TrainSettings, config: dict, cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+#: one participant of the training set: (subject label, session label or None), as ``bids.inputs`` finds them
+Participant = tuple[str, str | None]
+
+
+def prepare_pairs(settings: TrainSettings, config: dict,
+                  cache: Path) -> dict[Participant, tuple[np.ndarray, np.ndarray]]:
     """(condition, image) arrays per participant, computed once and cached as ``.npz`` in ``cache``."""
     from ..bids import naming
     from ..bids.inputs import collect_inputs
@@ -148,22 +153,23 @@ def prepare_pairs(settings: TrainSettings, config: dict, cache: Path) -> dict[st
     for p in usable:
         cached = cache / f"{p.key}_{tag}.npz"
         with np.load(cached) as data:
-            pairs[p.key] = (data["condition"], data["image"])
+            pairs[(p.subject, p.session)] = (data["condition"], data["image"])
     if not pairs:
         raise MissingInputError("no participant with both a T1w and surfaces to train on", settings.bids_dir)
     return pairs
 
 
-def split(keys: list[str], validation: list[str] | None) -> tuple[list[str], list[str]]:
-    """Training and validation participants (default: the last two are held out, if ≥ 4 participants)."""
+def split(participants: list[Participant], validation: list[str] | None) -> tuple[list[Participant], list[Participant]]:
+    """Training and validation participants (``--validation-label`` subject labels hold out every session of
+    those subjects; default: the last two are held out, if ≥ 4 participants)."""
     if validation:
-        val = [k for k in keys if k.split("_")[0][4:] in validation]
-        missing = set(validation) - {k.split("_")[0][4:] for k in val}
+        val = [p for p in participants if p[0] in validation]
+        missing = set(validation) - {subject for subject, _ in val}
         if missing:
             raise UsageError(f"validation label(s) {sorted(missing)} not among the training participants")
     else:
-        val = keys[-2:] if len(keys) >= 4 else []
-    return [k for k in keys if k not in val], val
+        val = participants[-2:] if len(participants) >= 4 else []
+    return [p for p in participants if p not in val], val
 
 
 PAPER_RECIPE = {"lr": 1e-4, "batch_size": 2, "accumulation": 2, "plateau_patience": 3000, "plateau_cooldown": 3000,
@@ -210,7 +216,10 @@ def run(settings: TrainSettings) -> Path:
     init_weights, init_cfg, init_record = load_init(settings)
     config = model_config_for(settings, {}, init_cfg)
     pairs = prepare_pairs(settings, config, work / "cache")
-    train_keys, val_keys = split(sorted(pairs), settings.validation_label)
+    from ..bids.inputs import participant_key
+
+    train_ids, val_ids = split(sorted(pairs, key=lambda p: participant_key(*p)), settings.validation_label)
+    train_keys, val_keys = [participant_key(*p) for p in train_ids], [participant_key(*p) for p in val_ids]
     # the process group is joined after the caches exist: building them may take longer than its timeout
     par, device = init_distributed(settings.device, settings.dist_timeout)
     if par.rank:  # from here on rank 0 speaks for all; the others report warnings and errors only
@@ -224,7 +233,7 @@ def run(settings: TrainSettings) -> Path:
         LOGGER.info("training on %d participant(s), validating on %d: %s", len(train_keys), len(val_keys),
                     val_keys)
         t0 = time.perf_counter()
-        folder = train(config, [pairs[k] for k in train_keys], [pairs[k] for k in val_keys], work / "train",
+        folder = train(config, [pairs[p] for p in train_ids], [pairs[p] for p in val_ids], work / "train",
                        steps=settings.steps, batch_size=settings.batch_size, accumulation=settings.accumulation,
                        lr=settings.lr, plateau_patience=settings.plateau_patience,
                        plateau_cooldown=settings.plateau_cooldown, plateau_on=settings.plateau_on,

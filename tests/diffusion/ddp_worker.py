@@ -82,7 +82,7 @@ def main() -> int:
 
     def prepare(settings, config, cache):
         size = config["grid"]["shape"][0]
-        return {f"sub-0{i + 1}": p for i, p in enumerate(pairs(size))}
+        return {(f"0{i + 1}", None): p for i, p in enumerate(pairs(size))}
 
     cli_train.prepare_pairs = prepare
     return cli_train.main(sys.argv[2:])

@@ -68,7 +68,7 @@ def fake_data(monkeypatch):
     """cor2vox-train without surfaces: prepare_pairs returns three synthetic participants on the model grid."""
     def prepare(settings, config, cache):
         size = config["grid"]["shape"][0]
-        return {f"sub-0{i + 1}": p for i, p in enumerate(_pairs(size))}
+        return {(f"0{i + 1}", None): p for i, p in enumerate(_pairs(size))}
     monkeypatch.setattr(cli_train, "prepare_pairs", prepare)
 
 

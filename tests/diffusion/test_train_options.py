@@ -19,6 +19,20 @@ def _settings(*args: str) -> TrainSettings:
     return parse_settings(TrainSettings, ["bids", "model", *args], "t", "t")
 
 
+def test_split_holds_out_subjects_by_label_across_sessions():
+    """--validation-label names subjects (from the typed inputs, not parsed from keys): every session of a held-out
+    subject is held out; a label matching no subject is a usage error; default: the last two of ≥ 4."""
+    from cor2vox_bids.errors import UsageError
+
+    ids = [("01", "A"), ("01", "B"), ("02", None), ("sub", None), ("1", None)]
+    train_ids, val_ids = cli_train.split(ids, ["01", "sub"])
+    assert val_ids == [("01", "A"), ("01", "B"), ("sub", None)] and train_ids == [("02", None), ("1", None)]
+    with pytest.raises(UsageError, match="'03'"):
+        cli_train.split(ids, ["03"])
+    assert cli_train.split(ids[:4], None) == (ids[:2], ids[2:4])
+    assert cli_train.split(ids[:3], None) == (ids[:3], [])
+
+
 def test_paper_recipe_fills_only_what_is_not_given():
     s = cli_train.training_options(_settings("--architecture", "paper", "--lr", "3e-4"))
     assert (s.lr, s.batch_size, s.accumulation, s.plateau_cooldown, s.plateau_on, s.ema_decay, s.ema_every) == (
