@@ -96,3 +96,7 @@ def test_seed_std_files(baseline):
     summary = json.loads(summary_path.read_text())
     assert summary["n_samples"] == 3 and summary["ribbon_mean_std"] == 0.0
     assert summary["brain_other_mean_std"] > 0.05 and summary["ribbon_to_brain_ratio"] == 0.0
+    # the explicit zones split "inside the pial, outside the ribbon" (= inside the white surfaces) and the outside
+    assert summary["white_near_voxels"] + summary["white_deep_voxels"] == summary["brain_other_voxels"]
+    assert summary["outside_near_voxels"] + summary["outside_far_voxels"] == summary["outside_brain_voxels"]
+    assert summary["white_deep_voxels"] > 0 and summary["ribbon_to_white_deep_ratio"] == 0.0
