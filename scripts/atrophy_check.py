@@ -132,10 +132,13 @@ def evaluate(result: dict) -> list[tuple[str, str, bool]]:
     new = sum(c["new_self_intersections"] + c["new_white_crossings"] + c["new_flipped_faces"] for c in checks)
     backed = sum(c["backed_off_vertices"] for c in checks)
     out.append(("no new self-intersections", f"{new} new (after back-off of {backed} vertex moves)", new == 0))
-    ratio = result["seedstd"]["ribbon_to_brain_ratio"]
-    out.append(("seed std in ribbon ≤ ½ std elsewhere in the brain",
-                f"ratio {ratio:.2f} (ribbon {result['seedstd']['ribbon_mean_std']:.4f}, "
-                f"rest of brain {result['seedstd']['brain_other_mean_std']:.4f})", ratio <= 0.5))
+    sd = result["seedstd"]
+    ratio = sd["ribbon_to_brain_ratio"]
+    zones = ", ".join(f"{z.replace('_', ' ')} {sd[f'{z}_mean_std']:.4f}" for z in
+                      ("white_near", "white_deep", "outside_near", "outside_far") if f"{z}_mean_std" in sd)
+    out.append(("seed std in ribbon ≤ ½ std elsewhere in the brain (rest = inside the white surfaces)",
+                f"ratio {ratio:.2f} (ribbon {sd['ribbon_mean_std']:.4f}, inside white {sd['brain_other_mean_std']:.4f}"
+                + (f"; {zones}" if zones else "") + ")", ratio <= 0.5))
     s = result["seconds"]
     out.append(("series adds ≤ 3 × one synthesis (wall time of the runs)",
                 f"+{s['added_by_series']:.0f} s vs one synthesis {s['one_synthesis']:.0f} s "
@@ -146,6 +149,18 @@ def evaluate(result: dict) -> list[tuple[str, str, bool]]:
                 f"{s['series_node_total']:.0f} s = {s['series_node_total'] / ref:.1f}× {ref:.0f} s ({nodes})",
                 s["series_node_total"] <= 3 * ref))
     return out
+
+
+def compact_table(table: list[dict]) -> str:
+    """One markdown row per target: target | reached (per participant) | met (all participants)."""
+    by_target: dict[str, list[dict]] = {}
+    for t in table:
+        by_target.setdefault(t["target"], []).append(t)
+    lines = ["| target | reached | met |", "|---|---|---|"]
+    for target, items in by_target.items():
+        reached = "; ".join(f"sub-{t['participant']}: {t['reached']}" for t in items)
+        lines.append(f"| {target} | {reached} | {'yes' if all(t['met'] for t in items) else 'NO'} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for target, reached, met in evaluate(r):
             table.append({"participant": r["label"], "target": target, "reached": reached, "met": met})
-    print("| participant | target | reached | met |\n|---|---|---|---|")
-    for t in table:
-        print(f"| sub-{t['participant']} | {t['target']} | {t['reached']} | {'yes' if t['met'] else 'NO'} |")
+    model_dir = a.model or ROOT / "cor2vox_bids" / "data" / "demo_model"
+    config = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
+    print(f"model {model_dir} ({config.get('name', '?')}, weights sha256 {config.get('weights_sha256', '?')[:12]}, "
+          f"{config.get('training', {}).get('steps', '?')} training steps)")
+    print(compact_table(table))
     (a.work / "atrophy_check.json").write_text(json.dumps({"table": table, "results": results}, indent=2,
                                                           default=float) + "\n")
     return 0 if all(t["met"] for t in table) else 1

@@ -44,9 +44,11 @@ from ..qc.atrophy import (
     atrophy_rows,
     atrophy_targets,
     dk_region_masks,
-    measured_image_thickness,
+    line_windows,
+    pial_edge_shift,
     plot_atrophy_series,
     plot_prescribed_vs_measured,
+    regional_contrast,
     seed_std,
     seed_std_summary,
     write_atrophy_tsv,
@@ -181,6 +183,13 @@ def spec_region_masks(spec: AtrophySpec, hemisphere: Hemisphere) -> dict[str, np
     return {r.name: region_mask(r, hemisphere) for r in spec.regions_of(hemisphere.hemi)}
 
 
+def _joined(meshes: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh of several (vertices stacked, faces offset)."""
+    offset = np.cumsum([0] + [len(v) for v, _ in meshes])
+    return (np.concatenate([np.asarray(v, dtype=np.float64) for v, _ in meshes]),
+            np.concatenate([np.asarray(f, dtype=np.int64) + o for (_, f), o in zip(meshes, offset)]))
+
+
 def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, step_hemis: Sequence[Path],
                    baseline_image: Path, step_images: Sequence[Path], out_dir: Path) -> Path:
     """Prescribed vs measured thinning for every step, hemisphere and region (the spec's regions first, then
@@ -196,22 +205,33 @@ def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, ste
     with np.load(prescription_npz) as data:
         prescription = {k: data[k] for k in data.files}
     rows = []
+    # the medial-axis test of the integration windows sees both hemispheres (lines stop at the midline too)
+    all_pial = _joined([(h.pial.vertices, h.pial.faces) for h in base_hemis])
+    all_white = _joined([(h.white.vertices, h.white.faces) for h in base_hemis])
+    edge_models: dict[str, dict[str, float]] = {}
     for i, h in enumerate(base_hemis):
         own = spec_region_masks(spec, h)
-        regions = {**own, **{k: v for k, v in dk_region_masks(h.labels, h.names).items() if k not in own}}
+        dk = dk_region_masks(h.labels, h.names)
+        regions = {**own, **{k: v for k, v in dk.items() if k not in own}}
         w, p = h.white, h.pial
-        base_measured = measured_image_thickness(base_img, affine, w.vertices, w.faces, p.vertices, p.faces)
+        windows = line_windows(w.vertices, w.faces, p.vertices, p.faces, pial_mesh=all_pial, white_mesh=all_white)
+        contrast, whole, _ = regional_contrast(base_img, affine, windows, dk)
+        edge_models[h.hemi] = {"wm": whole.wm, "gm": whole.gm, "csf": whole.csf, "contrast": whole.contrast,
+                               "sigma_mm": whole.sigma_mm, "lines": whole.n_lines,
+                               "median_vertex_contrast": float(np.nanmedian(contrast))}
         base_thickness = np.asarray(h.thickness if h.thickness is not None else
                                     cortical_thickness(w.vertices, w.faces, p.vertices, p.faces), dtype=np.float64)
         for k in range(1, spec.steps + 1):
             thinned = stepped[k - 1][i]
             surface = base_thickness - np.asarray(thinned.thickness, dtype=np.float64)
-            measured = measured_image_thickness(images[k - 1], affine, w.vertices, w.faces, p.vertices, p.faces)
+            image = pial_edge_shift(base_img, images[k - 1], affine, windows, contrast, sigma_mm=whole.sigma_mm)
             rows += atrophy_rows(k, h.hemi, regions, own.keys(), prescription[f"{h.hemi}_step{k:02d}"], surface,
-                                 base_measured - measured)
+                                 image)
     write_atrophy_tsv(rows, ATROPHY_FOLDER.path(out_dir, "table"))
     ATROPHY_FOLDER.path(out_dir, "dictionary").write_text(json.dumps(ATROPHY_TSV_DICTIONARY, indent=2) + "\n")
-    ATROPHY_FOLDER.path(out_dir, "summary").write_text(json.dumps(atrophy_targets(rows), indent=2) + "\n")
+    targets = atrophy_targets(rows)
+    targets["image_edge_model"] = edge_models
+    ATROPHY_FOLDER.path(out_dir, "summary").write_text(json.dumps(targets, indent=2) + "\n")
     plot_prescribed_vs_measured(rows, ATROPHY_FOLDER.path(out_dir, "plot_figure"))
     first = spec.regions[0]
     hemi = next(h for h in base_hemis if h.hemi == first.hemi) if any(
@@ -232,7 +252,9 @@ def make_seed_std(synthetic: Sequence[Path], maps_npz: Path, out_dir: Path) -> t
     maps, affine = read_maps(maps_npz)
     images = [_image(p)[0] for p in synthetic]
     std = seed_std(images)
-    summary = seed_std_summary(std, maps["ribbon"], maps["sdf_pial"] < 0)
+    voxel_mm = float(np.mean(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
+    summary = seed_std_summary(std, maps["ribbon"], maps["sdf_pial"] < 0, sdf_white=maps["sdf_white"],
+                               sdf_pial=maps["sdf_pial"], band_mm=2.0 * voxel_mm)  # near: within two voxels
     summary["n_samples"] = len(images)
     std_path = save_volume(out_dir / naming.work_image_name("seedstd"), std, affine)
     summary_path = out_dir / "seedstd.json"
@@ -433,9 +455,12 @@ def write_seedstd_derivatives(output_dir: Path, subject: str, session: str | Non
                     for s in seeds],
         "RandomSeeds": [int(s) for s in seeds],
         "SeedStdSummary": stats,
-        "SeedStdSummaryDescription": "Mean and median std inside the cortical ribbon, in the rest of the brain "
-                                     "(inside the pial surfaces, outside the ribbon) and outside the pial surfaces; "
-                                     "ribbon_to_brain_ratio = ribbon mean / rest-of-brain mean.",
+        "SeedStdSummaryDescription": "Voxel count, mean and median std per zone, from the conditioning's ribbon "
+                                     "and SDFs: ribbon; brain_other = inside the pial surfaces and outside the "
+                                     "ribbon (= inside the white surfaces); outside_brain = outside the pial "
+                                     "surfaces; and the split of these by distance (band_mm): white_near, "
+                                     "white_deep, outside_near, outside_far. ribbon_to_brain_ratio = ribbon mean / "
+                                     "brain_other mean; ribbon_to_<zone>_ratio = ribbon mean / zone mean.",
     }
     return [dst, write_json(naming.sidecar_of(dst), sidecar)]
 
@@ -516,8 +541,9 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
         last = max(r["step"] for r in rows)
         parts.append(f"<p>Progressive atrophy series: {last} step(s), each synthesised with the baseline's seed from "
                      "pial surfaces thinned as the spec prescribes. Surface thinning is measured on the thinned "
-                     "surfaces (FreeSurfer thickness), image thinning in each step image minus the baseline, along "
-                     "the baseline's white→pial lines.</p>")
+                     "surfaces (FreeSurfer thickness), image thinning as the inward shift of the grey-matter/CSF "
+                     "edge from the baseline to the step image: the intensity difference integrated along the "
+                     "baseline's white→pial lines, divided by the fitted grey-matter − CSF contrast.</p>")
 
         def mm(v: float) -> str:
             return "n/a" if v != v else f"{v:.3f}"
@@ -549,8 +575,15 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
     if std_side.is_file():
         s = json.loads(std_side.read_text())["SeedStdSummary"]
         parts.append(f"<p>Seed variability over {s['n_samples']} samples (voxel-wise standard deviation): mean "
-                     f"{s['ribbon_mean_std']:.4f} inside the cortical ribbon, {s['brain_other_mean_std']:.4f} in the "
-                     f"rest of the brain, {s['outside_brain_mean_std']:.4f} outside it; ribbon / rest of brain = "
-                     f"{s['ribbon_to_brain_ratio']:.2f} (the cortex should agree across seeds: ≤ 0.5).</p>")
+                     f"{s['ribbon_mean_std']:.4f} inside the cortical ribbon, {s['brain_other_mean_std']:.4f} inside "
+                     f"the white surfaces, {s['outside_brain_mean_std']:.4f} outside the pial surfaces; ribbon / "
+                     f"inside white = {s['ribbon_to_brain_ratio']:.2f} (the cortex should agree across seeds: "
+                     "≤ 0.5).</p>")
+        zones = [(z, s[f"{z}_mean_std"], s.get(f"ribbon_to_{z}_ratio", float("nan")))
+                 for z in ("white_near", "white_deep", "outside_near", "outside_far") if f"{z}_mean_std" in s]
+        if zones:
+            parts.append(table(["Zone", "Mean std", "Ribbon / zone"],
+                               [(escape(z.replace("_", " ")), f"{m:.4f}", f"{r:.2f}") for z, m, r in zones],
+                               numeric=[False, True, True]))
         outputs.append(("Seed standard deviation map", output_dir / naming.seedstd_path(subject, session)))
     return ("".join(parts) if parts else None), outputs
