@@ -5,6 +5,8 @@ fsaverage5's two hemispheres on a demo-sized grid (80 x 96 x 80 @ 2 mm) and both
 
 * ``pip-empty`` / ``pip-warm``: a writable install whose kernel cache is empty, then the same cache again (the
   cache folder is a fresh ``NUMBA_CACHE_DIR``: the same code path as the package's ``__pycache__``);
+* ``pip-installed``: a fresh empty cache filled by ``python -m cor2vox_bids.geometry.warmup`` (the last step of
+  ``make install``; not timed), then the first process;
 * ``ro-prebuilt`` / ``ro-prebuilt-again``: the package folder read-only (a copy on a read-only bind mount, as in a
   container), ``NUMBA_CACHE_DIR`` a read-only cache compiled beforehand by ``python -m
   cor2vox_bids.geometry.warmup`` (what the Dockerfile and Singularity.def do), an empty ``XDG_CACHE_HOME``;
@@ -14,12 +16,13 @@ fsaverage5's two hemispheres on a demo-sized grid (80 x 96 x 80 @ 2 mm) and both
 Read-only folders are made with ``mount --bind`` + ``remount,ro`` when run as root, else with ``chmod -R a-w``.
 Prints wall and CPU seconds (the child process, threads summed: steadier on a busy machine) per case and the
 ratios to ``pip-warm``. Usage: ``python benchmarks/bench_first_call.py
-[--cases pip-empty,pip-warm,ro-prebuilt,ro-prebuilt-again,ro-none]``.
+[--cases pip-empty,pip-warm,pip-installed,ro-prebuilt,ro-prebuilt-again,ro-none] [--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -86,8 +89,10 @@ def run(env: dict, pythonpath: Path | None = None) -> tuple[float, float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="pip-empty,pip-warm,ro-prebuilt,ro-prebuilt-again,ro-none")
-    cases = ap.parse_args().cases.split(",")
+    ap.add_argument("--cases", default="pip-empty,pip-warm,pip-installed,ro-prebuilt,ro-prebuilt-again,ro-none")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    cases = args.cases.split(",")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -102,6 +107,12 @@ def main() -> None:
         for case in cases:
             if case in ("pip-empty", "pip-warm"):
                 wall, cpu, info = run({"NUMBA_CACHE_DIR": str(pip_cache)}, pkg)
+            elif case == "pip-installed":
+                installed = tmp / "installed-cache"
+                installed.mkdir()
+                subprocess.run([sys.executable, "-m", "cor2vox_bids.geometry.warmup"], check=True, capture_output=True,
+                               env={**os.environ, "NUMBA_CACHE_DIR": str(installed), "PYTHONPATH": str(pkg)}, cwd=tmp)
+                wall, cpu, info = run({"NUMBA_CACHE_DIR": str(installed)}, pkg)
             elif case in ("ro-prebuilt", "ro-prebuilt-again"):
                 if not any(prebuilt.iterdir()):  # the image build step
                     subprocess.run([sys.executable, "-m", "cor2vox_bids.geometry.warmup"], check=True,
@@ -124,6 +135,9 @@ def main() -> None:
         w, c = results["pip-warm"]
         print("\nratio to pip-warm (wall / cpu): "
               + ", ".join(f"{k} {v[0] / w:.2f} / {v[1] / c:.2f}" for k, v in results.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: {"wall_s": v[0], "cpu_s": v[1]} for k, v in results.items()},
+                                              indent=2) + "\n")
 
 
 if __name__ == "__main__":

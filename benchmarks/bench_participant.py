@@ -4,7 +4,9 @@ Runs ``cor2vox-bids BIDS OUT participant --participant-label L`` in a fresh proc
 
 * ``cold``: an empty kernel cache (a new ``NUMBA_CACHE_DIR``: every numba kernel compiles in the process that
   first needs it);
-* ``warm``: the same again, with the kernel cache that the cold run filled (a fresh work folder, so Nipype
+* ``installed``: a new kernel cache filled beforehand by ``python -m cor2vox_bids.geometry.warmup`` (the last
+  step of ``make install``; not timed): the first run after an install;
+* ``warm``: the same again, with the kernel cache that the previous run filled (a fresh work folder, so Nipype
   reruns every node).
 
 For each run it prints the wall time of the command, the start-up (process start to the first node's start:
@@ -15,15 +17,18 @@ tail (last node's end to the process exit: summary, clean-up), and the CPU secon
 (steadier than wall time on a busy machine). The demo data are built first (one participant,
 ``--first 21``) unless ``--data`` names an existing demo data folder.
 
-Usage: ``python benchmarks/bench_participant.py [--data DIR] [--label 21] [--nprocs 2] [--runs cold,warm,warm]``
+Usage: ``python benchmarks/bench_participant.py [--data DIR] [--label 21] [--nprocs 2] [--runs cold,warm,warm]
+[--keep DIR] [--json FILE]`` (``--keep``: keep the work and output folders there, e.g. for ``bench_qc.py node``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +67,8 @@ def idle(spans: list[tuple[float, float]]) -> float:
 
 def run_once(bids: Path, label: str, nprocs: int, cache: Path, tmp: Path, name: str) -> dict:
     work, out = tmp / f"work-{name}", tmp / f"out-{name}"
+    for folder in (work, out):  # a kept folder from an earlier run would let Nipype skip the nodes
+        shutil.rmtree(folder, ignore_errors=True)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
     cmd = [str(BIN / "cor2vox-bids"), str(bids), str(out), "participant", "--participant-label", label,
            "-w", str(work), "--nprocs", str(nprocs), "--random-seed", "0"]
@@ -86,9 +93,14 @@ def main() -> None:
     ap.add_argument("--label", default="21")
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--runs", default="cold,warm,warm")
+    ap.add_argument("--keep", type=Path, help="keep the runs' work and output folders in this folder")
+    ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = args.keep.resolve()
         data = args.data
         if data is None:
             data = tmp / "data"
@@ -100,9 +112,15 @@ def main() -> None:
         cache.mkdir()
         rows = {}
         for i, kind in enumerate(args.runs.split(",")):
-            if kind == "cold":
+            if kind in ("cold", "installed"):
                 cache = tmp / f"kernel-cache-{i}"
+                shutil.rmtree(cache, ignore_errors=True)
                 cache.mkdir()
+            if kind == "installed":
+                subprocess.run([str(BIN / "python"), "-m", "cor2vox_bids.geometry.warmup"], check=True,
+                               capture_output=True, env={**os.environ, "NUMBA_CACHE_DIR": str(cache)})
+            elif kind not in ("cold", "warm"):
+                raise SystemExit(f"unknown run kind {kind}: cold, installed or warm")
             name = f"{kind}{i}"
             rows[name] = run_once(data / "bids", args.label, args.nprocs, cache, tmp, name)
             r = rows[name]
@@ -114,9 +132,18 @@ def main() -> None:
         names = list(rows)
         for key in ("wall", "cpu"):
             warm = [rows[n][key] for n in names if n.startswith("warm")]
-            cold = [rows[n][key] for n in names if n.startswith("cold")]
-            if warm and cold:
-                print(f"cold / warm ({key}): {min(cold):.1f} s / {min(warm):.1f} s = {min(cold) / min(warm):.2f}")
+            for first in ("cold", "installed"):
+                vals = [rows[n][key] for n in names if n.startswith(first)]
+                if warm and vals:
+                    print(f"{first} / warm ({key}): {min(vals):.1f} s / {min(warm):.1f} s = "
+                          f"{min(vals) / min(warm):.2f}")
+        if args.json:
+            out = {n: {"wall_s": r["wall"], "cpu_s": r["cpu"], "startup_s": r["startup"], "idle_s": r["idle"],
+                       "tail_s": r["tail"], "nodes": [{"node": nd, "start_s": st - r["t0"], "seconds": sec}
+                                                      for nd, st, sec in r["nodes"]]}
+                   for n, r in rows.items()}
+            args.json.write_text(json.dumps({"label": args.label, "nprocs": args.nprocs, "runs": out}, indent=2)
+                                 + "\n")
 
 
 if __name__ == "__main__":

@@ -3,18 +3,26 @@
 
     python benchmarks/bench_qc.py resolution [--seeds 3]
     python benchmarks/bench_qc.py demo WORK_DIR T1W     # WORK_DIR: hemispheres.npz, maps.npz, synth/real .nii.gz
+    python benchmarks/bench_qc.py node NIPYPE_WORK_DIR [--repeat 3] [--json FILE]
 
 ``resolution``: the bumpy phantom of tests/qc (thickness 1.9–3.6 mm, voxel-integrated partial volume, PSF σ 1 mm,
 ±10 % bias field, SNR 20) at 1, 1.5 and 2 mm over several noise seeds: coverage, median and mean |error|, vertex r,
 region r (12 sectors), median reported standard error; the v1 measure (white→pial vertex line, half-way levels
 with blur correction) beside it. ``demo``: CPU and wall seconds of the thickness QC of one participant, v1
 (synthetic + real on the grid, as before) and v2 (synthetic, real on the grid, real at its own resolution).
+``node``: the whole QC node of one participant (``interfaces.qc.run_qc``: every thickness measure, similarity,
+ribbon Dice, tissue means, the tables) on the inputs the QC node of a finished participant run got (its
+``qc/_inputs.pklz`` under the Nipype work folder, e.g. kept by ``bench_participant.py --keep``), in this process
+after importing the interface module (as a Nipype worker has it): the first call and the best of ``--repeat``
+further calls, wall and CPU seconds (threads summed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -85,6 +93,37 @@ def demo(work: Path, t1w: Path) -> None:
         print(kind, {k: summary.get(f"{k}_{kind}") for k in keys})
 
 
+def node(work: Path, repeat: int, json_path: Path | None) -> None:
+    from nipype.utils.filemanip import loadpkl
+
+    from cor2vox_bids.interfaces.qc import run_qc
+
+    found = sorted(work.rglob("qc/_inputs.pklz"))
+    if not found:
+        raise SystemExit(f"no QC node inputs (qc/_inputs.pklz) under {work}")
+    inp = loadpkl(found[0])
+
+    def optional(key: str) -> Path | None:
+        value = inp.get(key)
+        return Path(value) if isinstance(value, str) else None
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(1 + repeat):
+            c0, w0 = time.process_time(), time.perf_counter()
+            run_qc(Path(inp["hemispheres"]), Path(inp["maps"]), [Path(p) for p in inp["synthetic"]],
+                   optional("real"), Path(tmp) / f"qc{i}", real_native=optional("real_native"))
+            times.append((time.perf_counter() - w0, time.process_time() - c0))
+    first, rest = times[0], times[1:] or times[:1]
+    best = (min(w for w, _ in rest), min(c for _, c in rest))
+    print(f"QC node ({found[0].parent.parent.name}): first call {first[0]:.2f} s wall, {first[1]:.2f} CPU-s; "
+          f"best of {len(rest)} more {best[0]:.2f} s wall, {best[1]:.2f} CPU-s")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"first": {"wall_s": first[0], "cpu_s": first[1]},
+                                         "best": {"wall_s": best[0], "cpu_s": best[1]}, "repeat": len(rest)},
+                                        indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -93,10 +132,16 @@ def main() -> None:
     d = sub.add_parser("demo")
     d.add_argument("work", type=Path)
     d.add_argument("t1w", type=Path)
+    n = sub.add_parser("node")
+    n.add_argument("work", type=Path, help="a Nipype work folder holding a finished QC node")
+    n.add_argument("--repeat", type=int, default=3)
+    n.add_argument("--json", type=Path)
     args = ap.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     if args.what == "resolution":
         resolution(args.seeds)
+    elif args.what == "node":
+        node(args.work, args.repeat, args.json)
     else:
         demo(args.work, args.t1w)
 

@@ -18,7 +18,7 @@ Conventions are normalised: pysdf is positive inside (negated), mesh2sdf wants v
 [-1, 1] and samples grid nodes ``-1 + 2 i / size`` (the mesh is mapped so that these nodes are our
 voxel centres, and distances scaled back to mm).
 
-Usage: ``python benchmarks/bench_sdf.py [--subjects-dir DIR] [--methods ours,pysdf,mesh2sdf]``
+Usage: ``python benchmarks/bench_sdf.py [--subjects-dir DIR] [--methods ours,pysdf,mesh2sdf] [--json FILE]``
 (fsaverage is found in the ``smriprep_freesurfer732`` data package, wheels 08-10, by default).
 """
 
@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _peers import add_peers
+
+add_peers()  # libigl, pysdf, mesh2sdf from $COR2VOX_BENCH_PEERS (benchmarks/run_all.sh)
 
 BAND_VOXELS = 3
 
@@ -172,6 +175,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=20000, help="voxels checked against the exact distance")
     ap.add_argument("--variant", default="pial", choices=["pial", "mixed"],
                     help="lh.pial, or lh.white made irregular like a real reconstruction (see load_mesh)")
+    ap.add_argument("--json", help="also write the results (seconds, ratios, errors) to this JSON file")
+    ap.add_argument("--no-conditioning", action="store_true", help="skip timing the conditioning maps")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--subject", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -189,6 +194,7 @@ def main() -> None:
     print(f"mesh: {subject}/surf/lh.{'pial' if args.variant == 'pial' else 'white, mixed variant'}, {len(v)} vertices, "
           f"{len(f)} faces")
     rng = np.random.default_rng(0)
+    report: dict = {"mesh": f"lh.{args.variant}", "vertices": len(v), "faces": len(f), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         cases = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
         for size, spacing in cases:
@@ -211,13 +217,13 @@ def main() -> None:
             band_mm = BAND_VOXELS * spacing
             near = np.flatnonzero(np.abs(ours) <= band_mm + spacing)
             sel = np.unique(np.concatenate([rng.choice(near, min(args.sample, len(near)), replace=False),
-                                            rng.choice(ours.size, args.sample, replace=False)]))
+                                            rng.choice(ours.size, min(args.sample, ours.size), replace=False)]))
             pts = grid.world_coordinates().reshape(-1, 3)
             exact = np.sqrt(igl.point_mesh_squared_distance(pts[sel], v, f.astype(np.int64))[0])
             band = exact <= band_mm
             # sign reference: every voxel within 2 voxels of the surface + a random sample
             sgn = np.unique(np.concatenate([np.flatnonzero(np.abs(ours) <= 2 * spacing),
-                                            rng.choice(ours.size, 200000, replace=False)]))
+                                            rng.choice(ours.size, min(200000, ours.size), replace=False)]))
             sgn = sgn[np.abs(ours[sgn]) > 1e-3]
             w = igl.fast_winding_number(v, f.astype(np.int64), pts[sgn])
             ref_inside = w > 0.5
@@ -225,22 +231,32 @@ def main() -> None:
                   f"({int(band.sum())} in the band); signs on {len(sgn)} voxels")
             print(f"  {'method':<9} {'time s':>8} {'cpu s':>7} {'x ours':>7} {'peak MB':>8} {'(load)':>7} "
                   f"{'max err band':>13} {'max err beyond':>15} {'sign errors':>11}")
+            case = {"size": size, "spacing": spacing, "band_voxels_checked": int(band.sum()),
+                    "sign_voxels_checked": len(sgn), "methods": {}}
+            report["cases"].append(case)
             for m, info in results.items():
                 s = info["sdf"].reshape(-1)
                 err = np.abs(np.abs(s[sel].astype(np.float64)) - exact)
                 sign_err = int(((s[sgn] < 0) != ref_inside).sum())
                 ratio = info["time"] / results["ours"]["time"]
+                case["methods"][m] = {"wall_s": info["time"], "cpu_s": info.get("cpu"), "peak_mb": info["peak_mb"],
+                                      "max_err_band_mm": float(err[band].max()),
+                                      "max_err_beyond_mm": float(err[~band].max()), "sign_errors": sign_err}
                 print(f"  {m:<9} {info['time']:8.2f} {info.get('cpu', float('nan')):7.2f} {ratio:7.1f} "
                       f"{info['peak_mb']:8.0f} {info['base_mb']:7.0f} "
                       f"{err[band].max():13.2e} {err[~band].max():15.3f} {sign_err:11d}")
             if "ours" in results:
                 print(f"  (ours: kernels loaded/compiled in {results['ours']['warm_up']:.1f} s before timing)")
-    proc = subprocess.run([sys.executable, __file__, "--worker", "conditioning", "--subject", str(subject)],
-                          capture_output=True, text=True, check=True)
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\nall conditioning maps, fsaverage both hemispheres, 128^3 @ 1.5 mm: {info['time']:.2f} s "
-          f"(cpu {info['cpu']:.2f} s incl. loading the surfaces, peak {info['peak_mb']:.0f} MB; "
-          f"kernel warm-up {info['warm_up']:.1f} s before)")
+    if not args.no_conditioning:
+        proc = subprocess.run([sys.executable, __file__, "--worker", "conditioning", "--subject", str(subject)],
+                              capture_output=True, text=True, check=True)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        report["conditioning"] = info
+        print(f"\nall conditioning maps, fsaverage both hemispheres, 128^3 @ 1.5 mm: {info['time']:.2f} s "
+              f"(cpu {info['cpu']:.2f} s incl. loading the surfaces, peak {info['peak_mb']:.0f} MB; "
+              f"kernel warm-up {info['warm_up']:.1f} s before)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
