@@ -114,10 +114,10 @@ def node(work: Path, repeat: int, json_path: Path | None) -> None:
             run_qc(Path(inp["hemispheres"]), Path(inp["maps"]), [Path(p) for p in inp["synthetic"]],
                    optional("real"), Path(tmp) / f"qc{i}", real_native=optional("real_native"))
             times.append((time.perf_counter() - w0, time.process_time() - c0))
-    first, rest = times[0], times[1:] or times[:1]
-    best = (min(w for w, _ in rest), min(c for _, c in rest))
-    print(f"QC node ({found[0].parent.parent.name}): first call {first[0]:.2f} s wall, {first[1]:.2f} CPU-s; "
-          f"best of {len(rest)} more {best[0]:.2f} s wall, {best[1]:.2f} CPU-s")
+    first, rest = times[0], times[1:]
+    best = (min(w for w, _ in rest), min(c for _, c in rest)) if rest else first
+    print(f"QC node ({found[0].parent.parent.name}): first call {first[0]:.2f} s wall, {first[1]:.2f} CPU-s"
+          + (f"; best of {len(rest)} more {best[0]:.2f} s wall, {best[1]:.2f} CPU-s" if rest else ""))
     if json_path is not None:
         json_path.write_text(json.dumps({"first": {"wall_s": first[0], "cpu_s": first[1]},
                                          "best": {"wall_s": best[0], "cpu_s": best[1]}, "repeat": len(rest)},

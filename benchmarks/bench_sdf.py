@@ -194,7 +194,8 @@ def main() -> None:
     print(f"mesh: {subject}/surf/lh.{'pial' if args.variant == 'pial' else 'white, mixed variant'}, {len(v)} vertices, "
           f"{len(f)} faces")
     rng = np.random.default_rng(0)
-    report: dict = {"mesh": f"lh.{args.variant}", "vertices": len(v), "faces": len(f), "cases": []}
+    mesh_name = "lh.pial" if args.variant == "pial" else "lh.white made irregular"
+    report: dict = {"mesh": mesh_name, "vertices": len(v), "faces": len(f), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         cases = [(int(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
         for size, spacing in cases:
