@@ -219,6 +219,12 @@ def test_fit_edge_model_recovers_levels_and_blur(shell_windows):
     assert model.contrast == pytest.approx(GM - CSF, rel=0.06)
     assert 1.0 < model.sigma_mm < 1.6  # 1.2 mm blur with a one-voxel partial-volume ramp and interpolation
     assert EdgeShiftWindow().outer_mm == 4.0
+    # per region only the levels are refitted, with the hemisphere's blur
+    contrast, whole, regional = regional_contrast(base, aff, windows, {"top": angle < 90, "bottom": angle >= 90})
+    assert set(regional) == {"top", "bottom"}
+    for m in regional.values():
+        assert m.sigma_mm == whole.sigma_mm and m.contrast == pytest.approx(GM - CSF, rel=0.06)
+    assert np.all(contrast[angle < 90] == regional["top"].contrast)
 
 
 def test_seed_std_zones():
