@@ -113,7 +113,8 @@ def normal_cdf_and_kernel(z: NDArray) -> tuple[NDArray, NDArray]:
         tail *= t
     tail *= e
     tail *= dt(0.5)  # Φ(−|z|)
-    return np.where(z >= 0, dt(1.0) - tail, tail), e
+    np.subtract(dt(1.0), tail, out=tail, where=z >= 0)  # Φ(z) = 1 − Φ(−z) for z ≥ 0
+    return tail, e
 
 
 def _terms(s: FloatArray, a: FloatArray, b: FloatArray, g: FloatArray, sigma: float):
@@ -179,9 +180,12 @@ def _evaluate(s: NDArray, a: FloatArray, b: FloatArray, g: FloatArray, k: FloatA
     wm, gm, csf = levels
     f32 = np.float32
     inv = f32(1.0 / sigma)
-    za = (a.astype(f32)[:, None] - s[None, :]) * inv
-    zb = (b.astype(f32)[:, None] - s[None, :]) * inv
-    zg = (s[None, :] - (b + g).astype(f32)[:, None]) * inv
+    za = a.astype(f32)[:, None] - s[None, :]
+    za *= inv
+    zb = b.astype(f32)[:, None] - s[None, :]
+    zb *= inv
+    zg = s[None, :] - (b + g).astype(f32)[:, None]
+    zg *= inv
     (fa, ea), (fb, eb), (fg, eg) = (normal_cdf_and_kernel(z) for z in (za, zb, zg))
     base = f32(csf) + f32(gm - csf) * (fb + fg) + f32(wm - gm) * fa
     kk = k.astype(f32)[:, None]
@@ -244,6 +248,9 @@ def fit_slab(prof: Profiles, levels: tuple[float, float, float], sigma: float, a
     act = np.arange(n)  # lines still iterating
     r, cost_a, cols = _evaluate(s, a, b, g, k, levels, sigma, y, wgt)
     cost[:] = cost_a
+    # the Jacobian columns at every line's accepted parameters: a line's row is filled in when it leaves the
+    # iteration (the rows are independent, so this is what evaluating all lines at the end would give)
+    cols_f = tuple(c.copy() for c in cols)
     lam = np.full(n, 1e-2)
     for _ in range(n_iter):
         if act.size == 0:
@@ -264,15 +271,21 @@ def fit_slab(prof: Profiles, levels: tuple[float, float, float], sigma: float, a
         ia = act[better]
         a[ia], b[ia], g[ia], k[ia], cost[ia] = a1[better], b1[better], g1[better], k1[better], cost1[better]
         lam[act] = np.where(better, lam[act] * 0.3, lam[act] * 10.0)
-        bm = better[:, None]
-        r = np.where(bm, r1, r)
-        cols = tuple(np.where(bm, c1, c0) for c1, c0 in zip(cols1, cols))
         keep = ~((better & (moved < tol_mm)) | (lam[act] > 1e4))
+        bm = better[:, None]
+        done = ~keep
+        if done.any():
+            leaving = act[done]
+            for full, c1, c0 in zip(cols_f, cols1, cols):
+                full[leaving] = np.where(bm[done], c1[done], c0[done])
+        bk = bm[keep]
+        r = np.where(bk, r1[keep], r[keep])
+        cols = tuple(np.where(bk, c1[keep], c0[keep]) for c1, c0 in zip(cols1, cols))
         act = act[keep]
-        r = r[keep]
-        cols = tuple(c[keep] for c in cols)
+    for full, c in zip(cols_f, cols):  # lines still iterating after n_iter
+        full[act] = c
+    cost_f = cost
     # covariance of the parameters at the solution: var(b − a) = cᵀ (JᵀJ)⁻¹ c · s²
-    _, cost_f, cols_f = _evaluate(s, a, b, g, k, levels, sigma, y, wgt)
     jtj = _normal_equations(cols_f) + 1e-12 * eye
     n_s = wgt.sum(1).astype(np.int64)
     dof = np.maximum(n_s - 4, 1)
