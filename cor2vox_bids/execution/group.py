@@ -195,7 +195,9 @@ def run_group(settings: Settings) -> list[Path]:
         rows=summary_rows,
         reports=reports,
         tables=[("Summary measures, one row per participant", summary_tsv),
-                ("Thickness per region, one row per participant and region", thickness_tsv)],
+                ("Thickness per region, one row per participant and region", thickness_tsv)]
+        + ([("Harmonization: distances to the reference site, one row per participant and tissue", section.table)]
+           if section is not None else []),
         figures=figures,
         demo=demo,
         dictionary=qc_dictionary,

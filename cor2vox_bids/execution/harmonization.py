@@ -17,6 +17,7 @@ participant whose files are missing is left out of the table with a warning nami
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,15 +188,31 @@ def _saved_masks(out: Path, h: Harmonized, grid_affine: NDArray, shape: tuple[in
     return _masks_from_maps(maps)
 
 
+def first_sample(out: Path, h: Harmonized) -> Path:
+    """The participant's first synthetic T1w (the one its QC measured): ``desc-synth``, or with several samples the
+    one of the lowest ``RandomSeed`` in its sidecar; raises :class:`MissingInputError` when there is none."""
+    single = out / naming.synth_path(h.subject, h.session, 0, 1)
+    if single.is_file():
+        return single
+    seeds = {}
+    images = sorted(single.parent.glob("*" + naming.IMAGE_EXTENSION)) if single.parent.is_dir() else []
+    for image in images:
+        try:
+            seed = json.loads(naming.sidecar_of(image).read_text(encoding="utf-8"))["RandomSeed"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if naming.synth_path(h.subject, h.session, int(seed), 2) == str(image.relative_to(out)):
+            seeds[int(seed)] = image
+    if not seeds:
+        raise MissingInputError("no synthetic T1w of this participant (run the participant level first)", single)
+    return seeds[min(seeds)]
+
+
 def measure_participant(settings: Settings, h: Harmonized, layout, filters) -> tuple[Quantiles, Quantiles, tuple]:
     """(before, after, (shape, spacing)) of one harmonized participant; a missing file raises
     :class:`MissingInputError` naming it."""
     out = Path(settings.output_dir)
-    sample = h.summary.get("qc_sample")
-    synth = h.summary_path.parent / str(sample) if sample else None
-    if synth is None or not synth.is_file():
-        raise MissingInputError("the synthetic T1w the participant QC measured (qc_sample) is missing",
-                                synth if synth is not None else h.summary_path)
+    synth = first_sample(out, h)
     t1w = find_t1w(layout, h.subject, h.session, filters)
     if t1w is None:
         raise MissingInputError(f"no T1w of {_row_label(h.subject, h.session)} in BIDS_DIR (the image before "

@@ -260,9 +260,9 @@ HARMONIZATION_DICTIONARY: dict[str, dict[str, object]] = {
                         "Description": _W1 + " Before: the participant's own T1w (from BIDS_DIR), resampled "
                         "(trilinear) onto the model grid of its synthetic image.", "Units": _UNIT},
     "distance_after": {"LongName": "Distance to the reference site, harmonized (synthetic) T1w",
-                       "Description": _W1 + " After: the participant's synthetic T1w (the sample the participant "
-                       "QC measured, qc_sample in its desc-summary_qc.json), made by the --model trained on the "
-                       "reference site.", "Units": _UNIT},
+                       "Description": _W1 + " After: the participant's synthetic T1w (with several samples the first "
+                       "seed's, the one the participant QC measured), made by the --model trained on the reference "
+                       "site.", "Units": _UNIT},
     "distance_change": {"LongName": "Change of the distance",
                         "Description": "distance_after - distance_before; negative: the harmonized image is closer "
                         "to the reference site than the participant's own T1w.", "Units": _UNIT},
