@@ -53,6 +53,7 @@ from ..qc.atrophy import (
     seed_std_summary,
     write_atrophy_tsv,
 )
+from .common import PublishInputSpec, optional_session
 from .synthesis import read_maps, save_maps, save_volume
 
 
@@ -465,12 +466,8 @@ def write_seedstd_derivatives(output_dir: Path, subject: str, session: str | Non
     return [dst, write_json(naming.sidecar_of(dst), sidecar)]
 
 
-class _WriteAtrophyInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Str(mandatory=True)
-    subject = traits.Str(mandatory=True)
-    session = traits.Str(desc="session label (optional)")
+class _WriteAtrophyInputSpec(PublishInputSpec):
     sources = traits.List(traits.Str, desc="BIDS URIs of the inputs (sidecar 'Sources')")
-    run_json = File(exists=True, mandatory=True, desc="model, seeds, steps, device of the run")
     published = traits.List(traits.Str, desc="the main derivatives node's files (orders this node after it)")
     spec = File(exists=True, desc="atrophy spec")
     surfaces_report = File(exists=True, desc="atrophy_surfaces' report (JSON)")
@@ -495,7 +492,6 @@ class WriteAtrophyDerivatives(SimpleInterface):
     def _run_interface(self, runtime):
         from nipype.interfaces.base import isdefined
 
-        from .common import optional_session
         from .derivatives import synthetic_sidecar
 
         i = self.inputs
