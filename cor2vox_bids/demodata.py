@@ -18,9 +18,9 @@ Each pseudo-participant is made in three steps, so that its T1w image **agrees w
    surfaces. A random scanner offset (``c_ras``) is written into the image headers so that the FreeSurfer tkr frame
    and the scanner frame differ, as they do for real scans.
 
-A second "site" copy of the raw images has another contrast (a gamma curve) and a smooth multiplicative bias
-field, for harmonization experiments. All data derive from FreeSurfer 7.3.2 fsaverage5 (modified); the
-FreeSurfer licence text is copied into each dataset.
+A second "site" copy of the raw images, for harmonization experiments, is another scanner and sequence
+(:func:`site2_t1w`): lower grey/white contrast, a stronger bias field and more noise. All data derive from
+FreeSurfer 7.3.2 fsaverage5 (modified); the FreeSurfer licence text is copied into each dataset.
 """
 
 from __future__ import annotations
@@ -347,6 +347,47 @@ def _fs_description(root: Path, licence: Path | None) -> None:
         shutil.copyfile(licence, root / "LICENSE")
 
 
+# Site 2 of the demo world: another scanner and sequence (see site2_t1w)
+SITE2_GM_WM = (0.80, 0.85)  # GM / WM signal ratio (site 1: 0.62-0.72 in tissue_levels)
+SITE2_CSF_WM = (0.32, 0.38)  # CSF / WM signal ratio (site 1: 0.22-0.32)
+SITE2_BIAS_STRENGTH = 0.2  # largest |log| of the multiplicative bias field (site 1: 0.1)
+SITE2_NOISE_WM = (0.03, 0.045)  # noise SD as a fraction of the WM level (site 1: 1.5-3.0 at WM 100-115)
+
+
+def site2_t1w(clean: np.ndarray, levels: dict[str, float], rng: np.random.Generator
+              ) -> tuple[np.ndarray, dict[str, object]]:
+    """The second site's T1w of a participant (int16) from its clean, deformed rendering, and its parameters.
+
+    Site 2 is another scanner and sequence, not a rescaled copy of site 1: a lower grey/white contrast and
+    slightly brighter CSF (GM/WM ``SITE2_GM_WM``, CSF/WM ``SITE2_CSF_WM``, drawn per participant; a 1.5 T spoiled
+    gradient-echo T1w against site 1's MPRAGE-like GM/WM 0.62–0.72), a stronger smooth receive bias field
+    (``SITE2_BIAS_STRENGTH``) and a lower signal-to-noise ratio (``SITE2_NOISE_WM``). The contrast is a monotone
+    piecewise-linear transfer of the clean (deformed, not yet biased or noisy) site-1 rendering through the
+    participant's own tissue levels (0 → 0, CSF → CSF', GM → GM', WM → WM, brighter tissue such as scalp fat
+    continued with the GM–WM slope), so voxels mixing GM with WM or CSF keep their mixture. Why: a gamma curve and a
+    mild bias field (the earlier site 2) are nearly undone by per-image robust normalisation, so the demo's site 2
+    was hardly a different site for the harmonization measure; here the GM level moves within the WM–CSF range
+    (about +0.1 to +0.15 of the normalised range against site 1's ±0.07 between participants). Draws from ``rng``
+    after everything of site 1, so the site-1 files are the same with or without site 2.
+    """
+    wm, gm, csf = float(levels["wm"]), float(levels["cortex"]), float(levels["csf"])
+    gm_wm, csf_wm = float(rng.uniform(*SITE2_GM_WM)), float(rng.uniform(*SITE2_CSF_WM))
+    top = max(float(clean.max()), wm + 1.0)
+    slope = (wm - gm_wm * wm) / (wm - gm)
+    knots_in = np.array([0.0, csf, gm, wm, top])
+    knots_out = np.array([0.0, csf_wm * wm, gm_wm * wm, wm, wm + slope * (top - wm)])
+    vol = np.interp(clean, knots_in, knots_out).astype(np.float32)
+    vol *= bias_field(vol.shape, rng, strength=SITE2_BIAS_STRENGTH)
+    noise_sd = wm * float(rng.uniform(*SITE2_NOISE_WM))
+    vol += rng.normal(0, noise_sd, vol.shape).astype(np.float32) * (vol > 5)
+    vol16 = np.clip(np.rint(vol * 4), 0, 32767).astype(np.int16)
+    params = {"Description": "demo site 2: lower GM/WM contrast, brighter CSF, stronger bias field, lower SNR "
+                             "(cor2vox_bids.demodata.site2_t1w); intensities stored x4",
+              "GMtoWMRatio": round(gm_wm, 4), "CSFtoWMRatio": round(csf_wm, 4),
+              "BiasFieldStrength": SITE2_BIAS_STRENGTH, "NoiseSD": round(noise_sd, 3)}
+    return vol16, params
+
+
 def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, fs_dir: Path,
                       anat_dir: Path, label: str, site2_anat: Path | None, rng: np.random.Generator) -> None:
     """Write one pseudo-participant: raw T1w (+ site-2 copy) and its FreeSurfer folder."""
@@ -406,18 +447,16 @@ def build_participant(template: Template, phi: Deformation, c_ras: np.ndarray, f
         "ThicknessFactorRange": {h: [round(float(factors[h].min()), 4), round(float(factors[h].max()), 4)]
                                  for h in HEMIS},
     })
-    if site2_anat is not None:
-        gamma = 0.75
-        vol = 255.0 * (clean / 255.0).clip(0, 1) ** gamma
-        vol *= bias_field(vol.shape, rng)
-        vol += rng.normal(0, 2.0, vol.shape).astype(np.float32) * (vol > 5)
-        vol16 = np.clip(np.rint(vol * 4), 0, 4095).astype(np.int16)
+    if site2_anat is not None:  # drawn last from rng: the site-1 files above do not depend on it
+        vol16, site2 = site2_t1w(clean, levels, rng)
         site2_anat.mkdir(parents=True, exist_ok=True)
         img2 = nib.Nifti1Image(vol16, scanner)
         img2.set_qform(scanner, code=1)
         img2.set_sform(scanner, code=1)
         nib.save(img2, str(site2_anat / f"sub-{label}_T1w.nii.gz"))
-        _write_json(site2_anat / f"sub-{label}_T1w.json", {**sidecar, "Manufacturer": "simulated site 2"})
+        _write_json(site2_anat / f"sub-{label}_T1w.json", {**sidecar, "Manufacturer": "simulated site 2",
+                                                           "MagneticFieldStrength": 1.5, "ProcedureNote": NOTE,
+                                                           "SimulatedSite": site2})
 
 
 def build_demo_dataset(outdir: Path, participants: int = 2, seed: int = 0, site2: bool = True,
@@ -435,8 +474,8 @@ def build_demo_dataset(outdir: Path, participants: int = 2, seed: int = 0, site2
     _fs_description(fs_root, template.licence)
     site2_root = outdir / "bids-site2" if site2 else None
     if site2_root is not None:
-        _dataset_files(site2_root, "cor2vox demo data (site 2: other contrast, bias field)", template.licence,
-                       labels, "site2")
+        _dataset_files(site2_root, "cor2vox demo data (site 2: lower GM/WM contrast, stronger bias field, more noise)",
+                       template.licence, labels, "site2")
     for i, label in enumerate(labels):
         rng = np.random.default_rng([seed, int(label) - 1])
         phi = random_deformation(rng)

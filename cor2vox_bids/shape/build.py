@@ -12,7 +12,16 @@ import numpy as np
 
 from ..errors import MissingInputError, OutputError, ParticipantError, UsageError
 from .data import Template, discover, load_template, participant_on_template
-from .model import HEMIS, ShapeModel, cortex_mask, fit_pca, interpolate_codes, sample_codes, save_model
+from .model import (
+    HEMIS,
+    ShapeModel,
+    cortex_mask,
+    fit_pca,
+    interpolate_codes,
+    mean_thickness_law,
+    sample_codes,
+    save_model,
+)
 from .virtual import decode_participant, finish_dataset, start_dataset, write_participant
 
 LOGGER = logging.getLogger("cor2vox_bids.shape")
@@ -187,7 +196,14 @@ def sample(
         ({"participant_id": f"sub-v{i + 1:03d}", "method": "sample", "seed": seed, "scale": float(scale)}, c)
         for i, c in enumerate(codes)
     ]
-    how = f"Sampled: {n} latent codes z ~ N(0, I) x {scale:g}, seed {seed}."
+    law = mean_thickness_law(model, scale)
+    expect = (
+        f"Model-predicted mean thickness N({law['mean']:.3f}, {law['sd']:.3f}^2) mm; probability that one sample "
+        f"falls outside the training range {law['training_min']:.3f}-{law['training_max']:.3f} mm "
+        f"({law['n_training']} participants): {law['p_outside_training_range']:.3f}."
+    )
+    log(expect)
+    how = f"Sampled: {n} latent codes z ~ N(0, I) x {scale:g}, seed {seed}. {expect}"
     return write_virtual(out, model, model_dir, items, how, log)
 
 

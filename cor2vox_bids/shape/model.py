@@ -277,6 +277,58 @@ def sample_codes(model: ShapeModel, n: int, seed: int, scale: float = 1.0) -> li
     return out
 
 
+def mean_thickness_law(model: ShapeModel, scale: float = 1.0) -> dict[str, float]:
+    """How the mean cortical thickness of a sampled participant is distributed, and how often it leaves the
+    training range.
+
+    The mean thickness over the DK-region vertices of both hemispheres (what ``participants.tsv`` reports) is a
+    linear function of the whitened codes, so for ``z ~ N(0, I) * scale`` (hemispheres independent) it is
+    normal: ``N(mean, (scale * sd)^2)`` before clipping and surface reconstruction (which move it by about
+    0.001 mm). ``p_outside_training_range`` is the probability that one sample falls outside
+    ``[training_min, training_max]``, the range of the training participants' mean thickness
+    (``TrainingMeanThickness``; decoded from the training codes when a model lacks it). A faithful model puts
+    about ``2 / (n + 1)`` of its samples outside the range of ``n`` training participants; ``--scale`` below 1
+    (truncating the spread of the codes) lowers that at the cost of diversity.
+    """
+    import math
+
+    cortex = {h: cortex_mask(model.annot[h][0], model.annot[h][2]) for h in HEMIS}
+    total = sum(int(cortex[h].sum()) for h in HEMIS)
+    if total == 0:
+        raise ValueError("the template has no DK-region vertices")
+    mean = 0.0
+    weights = {}
+    for h in HEMIS:
+        p = model.hemis[h]
+        thick_std = p.std[3::4][cortex[h]]
+        mean += float(p.mean[3::4][cortex[h]].sum()) / total
+        comp = p.components[:, 3::4][:, cortex[h]] * np.sqrt(p.variance)[:, None]
+        weights[h] = (comp * thick_std[None]).sum(axis=1) / total
+    sd = float(np.sqrt(sum(float((w**2).sum()) for w in weights.values())))
+    listed = model.info.get("TrainingMeanThickness") or {}
+    train = (
+        np.array([float(v) for v in listed.values()])
+        if listed
+        else mean + sum(model.hemis[h].train_codes @ weights[h] for h in HEMIS)
+    )
+    lo, hi = float(np.min(train)), float(np.max(train))
+    spread = abs(float(scale)) * sd
+    if spread > 0:
+        below = 0.5 * math.erfc((mean - lo) / (spread * math.sqrt(2)))
+        above = 0.5 * math.erfc((hi - mean) / (spread * math.sqrt(2)))
+        p_out = below + above
+    else:
+        p_out = float(not lo <= mean <= hi)
+    return {
+        "mean": mean,
+        "sd": spread,
+        "training_min": lo,
+        "training_max": hi,
+        "n_training": int(len(train)),
+        "p_outside_training_range": float(p_out),
+    }
+
+
 def interpolate_codes(model: ShapeModel, src: str, dst: str, steps: int, mode: str) -> list[tuple[float, dict]]:
     """``steps`` codes from training participant ``src`` to ``dst`` (both ends included when steps >= 2)."""
     i, j = model.training.index(src), model.training.index(dst)

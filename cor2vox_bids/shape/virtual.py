@@ -42,7 +42,7 @@ from .model import HEMIS, ShapeModel, cortex_mask
 FS_HEMI = {"L": "lh", "R": "rh"}
 THICKNESS_CAP = 5.0
 MEDIAL_T = 0.2
-CALIBRATION_ROUNDS = 2
+CALIBRATION_ROUNDS = 5  # each round about halves the residual: 2 left -0.0017 mm on the mean, 5 -0.0001 mm
 NORMAL_SMOOTHING = 10
 SHRINK = 0.8
 MAX_SHRINK_ROUNDS = 30

@@ -139,3 +139,54 @@ def test_missing_template_is_named(monkeypatch):
     monkeypatch.setattr(demodata, "FS_PACKAGE", "no_such_package_xyz")
     with pytest.raises(demodata.MissingInputError, match="cor2vox-bids\\[demo\\]"):
         demodata.fsaverage5_dir()
+
+
+def test_site2_t1w_is_another_contrast():
+    """Site 2's transfer moves GM within the WM-CSF range (GM/WM and CSF/WM as drawn), keeps WM > GM > CSF, and
+    the same generator state gives the same image."""
+    rng = np.random.default_rng(0)
+    levels = {"wm": 110.0, "cortex": 110.0 * 0.66, "csf": 110.0 * 0.27}
+    tissue = rng.integers(0, 3, (24, 24, 24))  # voxels of the three tissues spread evenly (same bias on average)
+    clean = np.choose(tissue, [levels["csf"], levels["cortex"], levels["wm"]]).astype(np.float32)
+    state = np.random.default_rng(7).bit_generator.state
+    gen = np.random.default_rng()
+    gen.bit_generator.state = state
+    vol, params = demodata.site2_t1w(clean, levels, gen)
+    gen.bit_generator.state = state
+    again, _ = demodata.site2_t1w(clean, levels, gen)
+    assert vol.dtype == np.int16 and np.array_equal(vol, again)
+    assert demodata.SITE2_GM_WM[0] <= params["GMtoWMRatio"] <= demodata.SITE2_GM_WM[1]
+    assert demodata.SITE2_CSF_WM[0] <= params["CSFtoWMRatio"] <= demodata.SITE2_CSF_WM[1]
+    med = [float(np.median(vol[tissue == k])) for k in range(3)]
+    assert med[2] > med[1] > med[0]
+    assert abs(med[1] / med[2] - params["GMtoWMRatio"]) < 0.02
+    assert abs(med[0] / med[2] - params["CSFtoWMRatio"]) < 0.02
+    # the relative position of GM between CSF and WM, which per-image normalisation keeps, moves up by > 0.1
+    site1 = (levels["cortex"] - levels["csf"]) / (levels["wm"] - levels["csf"])
+    assert (med[1] - med[0]) / (med[2] - med[0]) > site1 + 0.1
+
+
+def test_site2_images_have_lower_grey_white_contrast(demo_data):
+    """In the built datasets, site 2's T1w of a participant has a lower GM/WM contrast than site 1's at the
+    participant's own surfaces, and its sidecar records how it was made."""
+    fs = demo_data["freesurfer"] / "sub-01"
+    orig = nib.load(str(fs / "mri" / "orig.mgz"))
+    to_scanner = orig.header.get_vox2ras() @ np.linalg.inv(orig.header.get_vox2ras_tkr())
+    white, _ = fsio.read_geometry(str(fs / "surf" / "lh.white"))
+    pial, _ = fsio.read_geometry(str(fs / "surf" / "lh.pial"))
+    thick = np.linalg.norm(pial - white, axis=1)
+    keep = thick > 2.0
+    direction = (pial - white) / np.maximum(thick, 1e-9)[:, None]
+    ratio = {}
+    for which in ("bids", "bids_site2"):
+        img = nib.load(str(demo_data[which] / "sub-01" / "anat" / "sub-01_T1w.nii.gz"))
+
+        def at(points, img=img):
+            return _sample(img, points[keep] @ to_scanner[:3, :3].T + to_scanner[:3, 3])
+
+        wm, gm, csf = at(white - 1.5 * direction), at(0.5 * (white + pial)), at(pial + 1.5 * direction)
+        assert ((wm > gm) & (gm > csf)).mean() > 0.8
+        ratio[which] = (np.median(gm) - np.median(csf)) / (np.median(wm) - np.median(csf))
+    assert ratio["bids_site2"] > ratio["bids"] + 0.08, ratio
+    sidecar = json.loads((demo_data["bids_site2"] / "sub-01" / "anat" / "sub-01_T1w.json").read_text())
+    assert sidecar["SimulatedSite"]["BiasFieldStrength"] == demodata.SITE2_BIAS_STRENGTH

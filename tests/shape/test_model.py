@@ -14,6 +14,7 @@ from cor2vox_bids.shape.model import (
     interpolate_codes,
     lerp,
     load_model,
+    mean_thickness_law,
     sample_codes,
     save_model,
     slerp,
@@ -155,3 +156,38 @@ def test_holdout_error_falls_with_components():
     mid = [errors[k]["mid_rms_mm"] for k in (0, 1, 2, 3, 5)]
     assert mid[0] > mid[1] > mid[2] > mid[3]
     assert mid[3] < 0.1 * mid[0] and abs(mid[4] - mid[3]) < 0.05 * mid[0]
+
+
+def test_mean_thickness_law_matches_samples():
+    """The mean thickness of sampled participants (DK-region vertices of both hemispheres) is normal with the
+    predicted mean and sd, and the predicted share outside the training range is what sampling gives."""
+    model = _model()
+    v = model.n_vertices
+    labels = np.r_[np.zeros(5, dtype=np.int32), np.ones(v - 5, dtype=np.int32)]  # 5 'unknown' vertices left out
+    for h in "LR":
+        model.annot[h] = (
+            labels,
+            np.array([[25, 5, 25, 0, 1639705], [60, 20, 220, 0, 14423100]]),
+            ["unknown", "precentral"],
+        )
+    law = mean_thickness_law(model)
+    n = 4000
+
+    codes = sample_codes(model, n, 3)
+    thick = [model.hemis[h].decode(np.stack([c[h] for c in codes]))[:, 3::4][:, 5:] for h in "LR"]
+    mt = np.concatenate(thick, axis=1).mean(axis=1)
+    assert abs(mt.mean() - law["mean"]) < 4 * law["sd"] / np.sqrt(n)
+    assert abs(mt.std() / law["sd"] - 1) < 0.05
+    # without TrainingMeanThickness the range comes from the training codes: all training participants inside it
+    train = np.concatenate(
+        [model.hemis[h].decode(model.hemis[h].train_codes)[:, 3::4][:, 5:] for h in "LR"], axis=1
+    ).mean(axis=1)
+    assert np.isclose(law["training_min"], train.min()) and np.isclose(law["training_max"], train.max())
+    outside = np.mean((mt < law["training_min"]) | (mt > law["training_max"]))
+    p = law["p_outside_training_range"]
+    assert 0 < p < 1 and abs(outside - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-3
+    # scale shrinks the spread; a range of mean +- 1.96 sd leaves 5 % outside
+    assert np.isclose(mean_thickness_law(model, 0.5)["sd"], 0.5 * law["sd"])
+    model.info["TrainingMeanThickness"] = {"a": law["mean"] - 1.96 * law["sd"], "b": law["mean"] + 1.96 * law["sd"]}
+    assert abs(mean_thickness_law(model)["p_outside_training_range"] - 0.05) < 1e-3
+    assert mean_thickness_law(model, 0.5)["p_outside_training_range"] < 1e-4
