@@ -17,7 +17,7 @@ from .conditioning import (
                            prepare_image,
                            scale_image,
 )
-from .inference import resolve_device, synthesize
+from .inference import resolve_device, synthesize, synthesize_series
 from .schedule import BridgeSchedule, skip_timesteps
 from .training import train
 from .unet import UNet3D, UNetConfig, demo_config, paper_config
@@ -26,5 +26,5 @@ __all__ = [
     "BridgeSchedule", "skip_timesteps", "UNet3D", "UNetConfig", "paper_config", "demo_config",
     "make_model_config", "save_model", "load_model", "verify_model", "CONDITION_CHANNELS",
     "prepare_condition", "condition_from_array", "prepare_image", "scale_image", "image_to_output",
-    "resolve_device", "synthesize", "train",
+    "resolve_device", "synthesize", "synthesize_series", "train",
 ]

@@ -1,9 +1,14 @@
-"""Synthesis: condition tensor + trained UNet → one [0, 1] volume per seed.
+"""Synthesis: condition tensor + trained UNet → one [0, 1] volume per seed (:func:`synthesize`), or one volume
+per condition with a single seed (:func:`synthesize_series`, e.g. the steps of an atrophy series).
 
-Reproducibility: every seed gets its own ``torch.Generator`` and the network always runs with batch
-size 1, so sample *i* is bit-identical whether it is generated alone, in a loop or in a multi-seed call
-(on a given machine, device and precision). On CUDA, cuDNN autotuning is switched off and deterministic
-kernels are requested for the duration of the call.
+Reproducibility: every seed gets its own ``torch.Generator`` and :func:`synthesize` always runs the network
+with batch size 1, so sample *i* is bit-identical whether it is generated alone, in a loop or in a multi-seed
+call (on a given machine, device and precision). :func:`synthesize_series` runs the conditions as one batch
+with the noise of a batch-1 chain shared by every element, so element *i* follows the chain
+``synthesize(…, conditions[i], [seed])`` runs; batched convolution kernels may round differently from batch-1
+ones (bf16: a unit or two in the last place of the network output), so the two agree up to that rounding, not
+bit for bit. On CUDA, cuDNN autotuning is switched off and deterministic kernels are requested for the
+duration of the call.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from .sampler import sample_bridge
 from .schedule import BridgeSchedule
 from .unet import UNet3D
 
-__all__ = ["resolve_device", "synthesize", "deterministic_cuda"]
+__all__ = ["resolve_device", "synthesize", "synthesize_series", "deterministic_cuda"]
 
 Progress = Callable[[int, int], None]
 
@@ -73,6 +78,41 @@ def _check_condition(condition: torch.Tensor, config: Mapping) -> torch.Tensor:
     return cond.float()
 
 
+def _check_seed(seed: int) -> int:
+    if not 0 <= int(seed) < 2**63:
+        raise UsageError(f"random seed {seed} must lie in [0, 2**63)")
+    return int(seed)
+
+
+def _prepare_model(model: UNet3D, device: str | torch.device | None,
+                   precision: str) -> tuple[UNet3D, torch.device, str, torch.memory_format]:
+    """(model on the device in eval mode, device, concrete precision, memory format of the network input)."""
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    prec = resolve_precision(precision, dev)
+    model = model.to(dev).eval()
+    last = uses_channels_last(prec, dev)
+    if last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model, dev, prec, (torch.channels_last_3d if last else torch.contiguous_format)
+
+
+def _predictor(model: UNet3D, inp: torch.Tensor, prec: str, dev: torch.device, counter: list[int], total: int,
+               progress: Progress | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``predict(x_t, t)`` of the sampler: writes x_t into channel 0 of ``inp`` (batch first) and runs the net."""
+    batch = inp.shape[0]
+
+    def predict(x: torch.Tensor, t: int) -> torch.Tensor:
+        inp[:, :1].copy_(x)
+        with autocast(prec, dev):
+            out = model(inp, torch.full((batch,), t, device=dev, dtype=torch.long))
+        counter[0] += 1
+        if progress is not None:
+            progress(counter[0], total)
+        return out.float().contiguous()
+
+    return predict
+
+
 def synthesize(model: UNet3D, config: Mapping, condition: torch.Tensor, seeds: Sequence[int], *,
                steps: int = 10, eta: float = 1.0, device: str | torch.device | None = None,
                precision: str = "auto", progress: Progress | None = None) -> list[np.ndarray]:
@@ -85,37 +125,59 @@ def synthesize(model: UNet3D, config: Mapping, condition: torch.Tensor, seeds: S
     """
     if not seeds:
         return []
-    for s in seeds:
-        if not 0 <= int(s) < 2**63:
-            raise UsageError(f"random seed {s} must lie in [0, 2**63)")
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    prec = resolve_precision(precision, dev)
-    model = model.to(dev).eval()
-    if uses_channels_last(prec, dev):
-        model = model.to(memory_format=torch.channels_last_3d)
+    seeds = [_check_seed(s) for s in seeds]
+    model, dev, prec, memfmt = _prepare_model(model, device, precision)
     schedule = BridgeSchedule.from_dict(config["schedule"])
     cond = _check_condition(condition, config).to(dev)
     yi = bridge_channel(config)
     y = cond[:, yi:yi + 1]
-    memfmt = torch.channels_last_3d if uses_channels_last(prec, dev) else torch.contiguous_format
     total = len(seeds) * len(schedule.timesteps(steps))
-    done = [0]
-
     inp = torch.cat([y, cond], dim=1).contiguous(memory_format=memfmt)  # channel 0 is rewritten per step
-
-    def predict(x: torch.Tensor, t: int) -> torch.Tensor:
-        inp[:, :1].copy_(x)
-        with autocast(prec, dev):
-            out = model(inp, torch.full((1,), t, device=dev, dtype=torch.long))
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total)
-        return out.float().contiguous()
+    predict = _predictor(model, inp, prec, dev, [0], total, progress)
 
     outputs = []
     with torch.inference_mode(), deterministic_cuda(dev):
         for seed in seeds:
-            gen = torch.Generator(device=dev).manual_seed(int(seed))
+            gen = torch.Generator(device=dev).manual_seed(seed)
             x0 = sample_bridge(predict, schedule, y, steps=steps, eta=eta, generator=gen)
             outputs.append(image_to_output(x0))
+    return outputs
+
+
+def synthesize_series(model: UNet3D, config: Mapping, conditions: Sequence[torch.Tensor], seed: int, *,
+                      steps: int = 10, eta: float = 1.0, device: str | torch.device | None = None,
+                      precision: str = "auto", batch_size: int | None = None,
+                      progress: Progress | None = None) -> list[np.ndarray]:
+    """One volume per condition, all with the same ``seed``, the conditions batched into one network call.
+
+    Every element starts at its own x_T = y and gets, at every step, the noise a batch-1 chain seeded with
+    ``seed`` draws (one draw shared by the batch), so volume *i* is what ``synthesize(…, conditions[i], [seed])``
+    returns, up to the rounding of batched kernels (see the module docstring). ``batch_size`` caps the
+    conditions per call (default: all at once); each chunk restarts the generator at ``seed``.
+    ``progress(done, total)`` is called after every network evaluation (one per chunk and step).
+    """
+    if not conditions:
+        return []
+    seed = _check_seed(seed)
+    size = len(conditions) if batch_size is None else int(batch_size)
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    checked = [_check_condition(c, config) for c in conditions]
+    model, dev, prec, memfmt = _prepare_model(model, device, precision)
+    schedule = BridgeSchedule.from_dict(config["schedule"])
+    yi = bridge_channel(config)
+    chunks = [checked[i:i + size] for i in range(0, len(checked), size)]
+    total = len(chunks) * len(schedule.timesteps(steps))
+    counter = [0]
+
+    outputs = []
+    with torch.inference_mode(), deterministic_cuda(dev):
+        for chunk in chunks:
+            cond = torch.cat(chunk, dim=0).to(dev)
+            y = cond[:, yi:yi + 1]
+            inp = torch.cat([y, cond], dim=1).contiguous(memory_format=memfmt)
+            predict = _predictor(model, inp, prec, dev, counter, total, progress)
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            x0 = sample_bridge(predict, schedule, y, steps=steps, eta=eta, generator=gen, shared_noise=True)
+            outputs += [image_to_output(x0[i:i + 1]) for i in range(len(chunk))]
     return outputs

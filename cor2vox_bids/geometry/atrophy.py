@@ -40,10 +40,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from ..errors import MissingInputError, ParticipantError, UsageError
+from ._closest import TriangleIndex, build_index, mesh_distance
 from .atlas import DK_REGIONS
 from .intersections import NewIntersections, flipped_faces
 from .surfaces import Hemisphere
-from .thickness import closest_distance, cortical_thickness
+from .thickness import cortical_thickness
 
 __all__ = [
     "DEFAULT_FALLOFF_MM",
@@ -434,6 +435,7 @@ class ThinnedPial:
     new_flipped_faces: int
     baseline_self_intersections: int
     baseline_white_crossings: int
+    thickness: NDArray[np.float32] | None = None  # FreeSurfer thickness of the thinned surface, when computed
 
     def report(self) -> dict[str, int]:
         """Counts for sidecars and logs (intersections counted among faces with a moved vertex)."""
@@ -457,12 +459,13 @@ def _line_geometry(white: NDArray, pial: NDArray, floor_mm: float) -> tuple[NDAr
     return direction, np.maximum(length - floor_mm, 0.0)
 
 
-def _thickness_at(white: NDArray, white_faces: NDArray, pial: NDArray, pial_faces: NDArray,
+def _thickness_at(white_index: TriangleIndex, white: NDArray, pial: NDArray, pial_faces: NDArray,
                   vertices: NDArray[np.int64], cap: float) -> NDArray[np.float64]:
-    """FreeSurfer thickness (as :func:`cortical_thickness`) at a subset of vertices only."""
+    """FreeSurfer thickness (as :func:`cortical_thickness`) at a subset of vertices only; the white mesh's index
+    is the caller's (the white surface never moves), the pial mesh's is built here."""
     limit = 2.0 * cap
-    w_to_p = closest_distance(pial, pial_faces, white[vertices], limit)
-    p_to_w = closest_distance(white, white_faces, pial[vertices], limit)
+    w_to_p = mesh_distance(build_index(pial, pial_faces), white[vertices], limit)
+    p_to_w = mesh_distance(white_index, pial[vertices], limit)
     return np.minimum(0.5 * (w_to_p + p_to_w), cap)
 
 
@@ -477,6 +480,7 @@ def solve_displacement(
     iterations: int = CALIBRATION_ITERATIONS,
     start: NDArray | None = None,
     cap: float = 5.0,
+    white_index: TriangleIndex | None = None,
 ) -> NDArray[np.float64]:
     """Displacement (mm, along each white→pial line) that lowers the FreeSurfer thickness by ``thinning_mm``.
 
@@ -484,6 +488,9 @@ def solve_displacement(
     found by a fixed-point iteration per vertex, ``s ← s + (prescribed − measured)``, starting from
     ``start`` (default: the prescription) and kept within [0, min(2 × prescription, room above the floor)].
     Vertices whose baseline thickness reaches the ``cap`` keep s = prescription (their change is invisible).
+    ``baseline_thickness`` (float64, per vertex; only the prescribed vertices are read) and ``white_index`` (the
+    white mesh's :func:`~._closest.build_index`) may be passed in when several steps share them; the result is
+    the same.
     """
     w = np.asarray(white_vertices, dtype=np.float64)
     p = np.asarray(pial_vertices, dtype=np.float64)
@@ -494,14 +501,17 @@ def solve_displacement(
     active = np.flatnonzero(t > 0)
     if active.size == 0 or iterations <= 0:
         return np.minimum(t, room)
+    windex = white_index if white_index is not None else build_index(w, white_faces)
     if baseline_thickness is None:
-        t0 = _thickness_at(w, white_faces, p, pial_faces, active, cap)
+        t0 = _thickness_at(windex, w, p, pial_faces, active, cap)
     else:
         t0 = np.asarray(baseline_thickness, dtype=np.float64)[active]
+        if not np.isfinite(t0).all():
+            raise ValueError("baseline_thickness is not finite on every prescribed vertex")
     active, t0 = active[t0 < cap - 1e-3], t0[t0 < cap - 1e-3]
     for _ in range(iterations):
         moved = p - s[:, None] * direction
-        measured = t0 - _thickness_at(w, white_faces, moved, pial_faces, active, cap)
+        measured = t0 - _thickness_at(windex, w, moved, pial_faces, active, cap)
         s[active] = np.clip(s[active] + t[active] - measured, 0.0, limit[active])
     return s
 
@@ -567,22 +577,36 @@ def thinned_series(
     prescription: Prescription | None = None,
     check: bool = True,
     iterations: int = CALIBRATION_ITERATIONS,
+    thickness: bool = False,
 ) -> list[ThinnedPial]:
     """The thinned pial surface of every step 1..N, each moved from the baseline pial by the displacement that
-    gives k/N of the final thinning (:func:`solve_displacement`, started from the previous step's solution)."""
+    gives k/N of the final thinning (:func:`solve_displacement`, started from the previous step's solution).
+
+    What does not change between steps is computed once: the baseline's intersections, the white mesh's index
+    and the baseline thickness of the prescribed vertices. With ``thickness`` each result also carries the
+    FreeSurfer thickness of the thinned surface (:func:`cortical_thickness`, every vertex)."""
     pres = prescription if prescription is not None else prescribe(spec, hemisphere)
     w, p = hemisphere.white, hemisphere.pial
+    wv = np.asarray(w.vertices, dtype=np.float64)
     out: list[ThinnedPial] = []
     previous = None
     checker = None
     movable = pres.amount_mm > 0
     if check and movable.any():  # the baseline's intersections are found once for every step
         checker = NewIntersections(p.vertices, p.faces, movable, w.vertices, w.faces)
+    windex = build_index(wv, w.faces)
+    base = np.full(len(wv), np.nan)
+    if movable.any() and iterations > 0:
+        base[movable] = _thickness_at(windex, wv, np.asarray(p.vertices, dtype=np.float64), p.faces,
+                                      np.flatnonzero(movable), 5.0)
     for k in range(1, spec.steps + 1):
         target = pres.at_step(spec, k)
         start = None if previous is None else previous * (k / (k - 1))
         disp = solve_displacement(w.vertices, w.faces, p.vertices, p.faces, target, spec.floor_mm,
-                                  iterations=iterations, start=start)
-        out.append(thin_pial(w.vertices, w.faces, p.vertices, p.faces, disp, spec.floor_mm, check, checker))
+                                  baseline_thickness=base, iterations=iterations, start=start, white_index=windex)
+        thinned = thin_pial(w.vertices, w.faces, p.vertices, p.faces, disp, spec.floor_mm, check, checker)
+        if thickness:
+            thinned.thickness = cortical_thickness(wv, w.faces, thinned.vertices, p.faces, white_index=windex)
+        out.append(thinned)
         previous = disp
     return out

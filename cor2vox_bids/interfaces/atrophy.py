@@ -7,7 +7,8 @@ Steps, each a function on files with a thin interface beside it:
   GIFTI pial per step and hemisphere (scanner RAS) and a JSON report of the prescription and surface checks;
 * :func:`make_step_conditioning` — conditioning maps of one step on the **baseline** grid (so every step's image
   overlays the baseline voxel for voxel), reusing the baseline's white SDF (the white surface does not change);
-* synthesis reuses ``Synthesize`` with the baseline's seed;
+* :func:`synthesize_steps` — the step images, all with the baseline's seed, in batched sampler calls
+  (``diffusion.synthesize_series``: each step gets the noise a one-image synthesis with that seed gets);
 * :func:`run_atrophy_qc` — prescribed vs surface- and image-measured thinning per step and region
   (``qc.atrophy``), targets and figures in one folder (:data:`ATROPHY_FOLDER`);
 * :func:`make_seed_std` — voxel-wise std across samples and where samples disagree (ribbon vs elsewhere);
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from ..qc.atrophy import (
     atrophy_targets,
     dk_region_masks,
     line_windows,
-    pial_edge_shift,
+    pial_edge_shifts,
     plot_atrophy_series,
     plot_prescribed_vs_measured,
     regional_contrast,
@@ -54,7 +55,7 @@ from ..qc.atrophy import (
     write_atrophy_tsv,
 )
 from .common import PublishInputSpec, optional_session
-from .synthesis import read_maps, save_maps, save_volume
+from .synthesis import progress_writer, read_maps, save_maps, save_volume
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,11 @@ def make_atrophy_surfaces(hemis_npz: Path, spec_path: Path, out_dir: Path) -> di
         base_thickness = (h.thickness if h.thickness is not None else
                           cortical_thickness(h.white.vertices, h.white.faces, h.pial.vertices, h.pial.faces))
         pres = prescribe(spec, h, base_thickness)
-        series = thinned_series(spec, h, pres)
+        series = thinned_series(spec, h, pres, thickness=True)
         checks = []
         for k, thinned in enumerate(series, 1):
             pial = Surface(thinned.vertices, h.pial.faces, h.pial.path)
-            thick = cortical_thickness(h.white.vertices, h.white.faces, pial.vertices, pial.faces)
-            steps[k - 1].append(Hemisphere(h.hemi, h.white, pial, h.labels, h.names, thick))
+            steps[k - 1].append(Hemisphere(h.hemi, h.white, pial, h.labels, h.names, thinned.thickness))
             prescription[f"{h.hemi}_step{k:02d}"] = pres.at_step(spec, k)
             path = out_dir / naming.atrophy_work_pial(h.hemi, k)
             gifti.append(str(write_pial_gifti(path, pial.vertices, pial.faces, h.hemi)))
@@ -169,6 +169,40 @@ def make_step_conditioning(step_hemis_npz: Path, baseline_maps_npz: Path, out_np
     maps = {"sdf_pial": pial, "sdf_white": white, "sdf_cortex": cortex_sdf(pial, white),
             "ribbon": ribbon_mask(pial, white), "edges": edge_map(pial, white, float(np.mean(grid.spacing)))}
     return save_maps(out_npz, maps, affine)
+
+
+# -- synthesis -----------------------------------------------------------------------------------------------
+
+MAX_SERIES_BATCH = 4  # step images per network call (memory grows with it; batch 3 costs ≈ 0.8 × 3 one-image calls)
+
+
+def synthesize_steps(maps_files: Sequence[Path], model_path: Path, seed: int, steps: int, eta: float, device: str,
+                     out_dir: Path, threads: int | None = None, batch_size: int = MAX_SERIES_BATCH,
+                     progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """The synthetic T1w of every step (one per conditioning file, in order), all with ``seed``, the steps batched
+    ``batch_size`` at a time (``diffusion.synthesize_series``). Each equals the one-image synthesis of its maps with
+    that seed up to the rounding of batched kernels."""
+    import torch
+
+    from ..diffusion.checkpoint import load_model
+    from ..diffusion.conditioning import prepare_condition
+    from ..diffusion.inference import resolve_device, synthesize_series
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    model, config = load_model(model_path, dev)
+    conditions, grids = [], []
+    for path in maps_files:
+        maps, affine = read_maps(Path(path))
+        conditions.append(prepare_condition(maps, config))
+        grids.append((maps["ribbon"].shape, affine))
+    volumes = synthesize_series(model, config, conditions, int(seed), steps=int(steps), eta=float(eta), device=dev,
+                                batch_size=int(batch_size), progress=progress)
+    return [save_volume(out_dir / naming.work_image_name(f"atrophy{k:02d}_seed{int(seed)}"),
+                        np.asarray(vol, dtype=np.float32).reshape(shape), affine)
+            for k, (vol, (shape, affine)) in enumerate(zip(volumes, grids), 1)]
 
 
 # -- QC ------------------------------------------------------------------------------------------------------
@@ -222,12 +256,12 @@ def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, ste
                                "median_vertex_contrast": float(np.nanmedian(contrast))}
         base_thickness = np.asarray(h.thickness if h.thickness is not None else
                                     cortical_thickness(w.vertices, w.faces, p.vertices, p.faces), dtype=np.float64)
+        shifts = pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm)
         for k in range(1, spec.steps + 1):
             thinned = stepped[k - 1][i]
             surface = base_thickness - np.asarray(thinned.thickness, dtype=np.float64)
-            image = pial_edge_shift(base_img, images[k - 1], affine, windows, contrast, sigma_mm=whole.sigma_mm)
             rows += atrophy_rows(k, h.hemi, regions, own.keys(), prescription[f"{h.hemi}_step{k:02d}"], surface,
-                                 image)
+                                 shifts[k - 1])
     write_atrophy_tsv(rows, ATROPHY_FOLDER.path(out_dir, "table"))
     ATROPHY_FOLDER.path(out_dir, "dictionary").write_text(json.dumps(ATROPHY_TSV_DICTIONARY, indent=2) + "\n")
     targets = atrophy_targets(rows)
@@ -311,6 +345,48 @@ class StepConditioning(SimpleInterface):
         self._results["maps"] = str(make_step_conditioning(
             Path(self.inputs.hemispheres), Path(self.inputs.baseline_maps), Path(runtime.cwd) / "maps.npz",
             threads=self.inputs.threads or None))
+        return runtime
+
+
+class _SeriesSynthInputSpec(BaseInterfaceInputSpec):
+    maps = InputMultiObject(File(exists=True), mandatory=True, desc="conditioning maps of every step, in order")
+    model = traits.Str(mandatory=True, desc="model folder or .safetensors")
+    model_sha256 = traits.Str(mandatory=True, desc="checked weights hash (part of the cache key)")
+    seed = traits.Int(mandatory=True, desc="the baseline's seed")
+    steps = traits.Int(10, usedefault=True)
+    eta = traits.Float(1.0, usedefault=True)
+    device = traits.Str("cpu", usedefault=True)
+    threads = traits.Int(1, usedefault=True)
+    batch_size = traits.Int(MAX_SERIES_BATCH, usedefault=True, nohash=True,
+                            desc="steps per network call (the images do not depend on it beyond rounding)")
+    label = traits.Str("", usedefault=True, desc="participant key, for progress messages")
+    progress_dir = traits.Str("", usedefault=True, nohash=True,
+                              desc="folder for progress lines the main process prints (empty: log them here)")
+    use_gpu = traits.Bool(False, usedefault=True, nohash=True,
+                          desc="Nipype's GPU slot accounting (MultiProc n_gpu_procs): one GPU node at a time")
+
+
+class _SeriesSynthOutputSpec(TraitedSpec):
+    synthetic = traits.List(File(exists=True), desc="synthetic T1w per step, in order")
+
+
+class SynthesizeSeries(SimpleInterface):
+    """The step images of an atrophy series with the baseline's seed, batched (one sampler call per batch)."""
+
+    input_spec = _SeriesSynthInputSpec
+    output_spec = _SeriesSynthOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        label = f"{i.label} seed {i.seed}"
+        report = progress_writer(i.progress_dir, i.label, i.seed)
+
+        def progress(done: int, total: int) -> None:
+            report(f"{label}: sampling step {done}/{total} ({len(i.maps)} images batched)")
+
+        out = synthesize_steps([Path(p) for p in i.maps], Path(i.model), i.seed, i.steps, i.eta, i.device,
+                               Path(runtime.cwd), threads=i.threads, batch_size=i.batch_size, progress=progress)
+        self._results["synthetic"] = [str(p) for p in out]
         return runtime
 
 

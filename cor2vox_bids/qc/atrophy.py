@@ -55,6 +55,7 @@ __all__ = [
     "line_windows",
     "measured_image_thickness",
     "pial_edge_shift",
+    "pial_edge_shifts",
     "plot_atrophy_series",
     "plot_prescribed_vs_measured",
     "read_atrophy_tsv",
@@ -197,11 +198,25 @@ class LineWindows:
 
     def sample(self, data: NDArray, affine: NDArray, rows: slice | NDArray, order: int = 1) -> NDArray:
         """Samples (len(rows), K) of prepared image ``data`` on the lines; NaN outside the window or the image."""
-        from .thickness import _sample_prepared
+        return self.sample_at(data, self.voxels(affine, rows), self.inside(rows), order)
+
+    def voxels(self, affine: NDArray, rows: slice | NDArray) -> NDArray:
+        """Continuous voxel coordinates (len(rows), K, 3) of the sample points (reusable for several images on the
+        same grid)."""
+        from .thickness import world_to_voxel
 
         pts = self.origin[rows, None, :] + self.positions[None, :, None] * self.direction[rows, None, :]
-        prof = _sample_prepared(data, affine, pts, order)
-        prof[~self.inside(rows)] = np.nan
+        return world_to_voxel(pts, affine)
+
+    @staticmethod
+    def sample_at(data: NDArray, voxels: NDArray, inside: NDArray, order: int = 1) -> NDArray:
+        """Samples of prepared image ``data`` at :meth:`voxels`; NaN outside ``inside`` (:meth:`inside`) or the
+        image."""
+        from scipy import ndimage
+
+        prof = ndimage.map_coordinates(data, voxels.reshape(-1, 3).T, order=order, mode="constant", cval=np.nan,
+                                       output=np.float64, prefilter=False).reshape(voxels.shape[:-1])
+        prof[~inside] = np.nan
         return prof
 
 
@@ -389,22 +404,47 @@ def pial_edge_shift(
     shift_line × cos θ (θ between the line and the baseline pial vertex normal) is the shift along the normal: the
     change of FreeSurfer thickness for locally parallel surfaces. NaN where a window leaves the image or the line
     is within ``min_cos`` of tangent to the pial surface."""
+    return pial_edge_shifts(baseline_image, [step_image], affine, lw, contrast, sigma_mm=sigma_mm, order=order,
+                            min_cos=min_cos)[0]
+
+
+def pial_edge_shifts(
+    baseline_image: NDArray,
+    step_images: Sequence[NDArray],
+    affine: NDArray,
+    lw: LineWindows,
+    contrast: float | NDArray,
+    *,
+    sigma_mm: float | None = None,
+    order: int = 1,
+    min_cos: float = EdgeShiftWindow.min_cos,
+) -> list[NDArray[np.float64]]:
+    """:func:`pial_edge_shift` of several step images against one baseline (one array per step, in order); the
+    line geometry (sample points, windows) is computed once for all of them. Same values as one call per step."""
     from .thickness import _prepared
 
     base = np.asarray(baseline_image)
-    step = np.asarray(step_image)
-    if base.shape != step.shape:
-        raise ValueError(f"baseline {base.shape} and step {step.shape} images differ in shape")
+    steps = [np.asarray(s) for s in step_images]
+    for step in steps:
+        if base.shape != step.shape:
+            raise ValueError(f"baseline {base.shape} and step {step.shape} images differ in shape")
     contrast = np.broadcast_to(np.asarray(contrast, dtype=np.float64), lw.length.shape)
-    diff = _prepared(base.astype(np.float64) - step.astype(np.float64), order)
+    diffs = [_prepared(base.astype(np.float64) - step.astype(np.float64), order) for step in steps]
     n = len(lw.length)
-    integral = np.full(n, np.nan)
+    integrals = [np.full(n, np.nan) for _ in steps]
     for start in range(0, n, 8192):
         sl = slice(start, min(start + 8192, n))
-        prof = lw.sample(diff, affine, sl, order)
-        inside = lw.inside(sl)
-        complete = ~np.any(inside & ~np.isfinite(prof), axis=1)
-        integral[sl] = np.where(complete, np.nansum(prof, axis=1) * lw.step_mm, np.nan)
+        voxels, inside = lw.voxels(affine, sl), lw.inside(sl)
+        for diff, integral in zip(diffs, integrals):
+            prof = lw.sample_at(diff, voxels, inside, order)
+            complete = ~np.any(inside & ~np.isfinite(prof), axis=1)
+            integral[sl] = np.where(complete, np.nansum(prof, axis=1) * lw.step_mm, np.nan)
+    return [_edge_shift_from_integral(integral, lw, contrast, sigma_mm, min_cos) for integral in integrals]
+
+
+def _edge_shift_from_integral(integral: NDArray, lw: LineWindows, contrast: NDArray, sigma_mm: float | None,
+                              min_cos: float) -> NDArray[np.float64]:
+    """Per-vertex edge shift along the pial normal from the integrated difference (see :func:`pial_edge_shift`)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         shift_line = np.where((contrast != 0) & np.isfinite(contrast), integral / contrast, np.nan)
     if sigma_mm is not None and np.isfinite(sigma_mm) and sigma_mm > 0:

@@ -3,11 +3,13 @@
 ::
 
     ingest ─► atrophy_surfaces ─► atrophy_conditioning (MapNode over steps, baseline grid) ─► atrophy_synthesis
-       │                                  ▲ conditioning (baseline maps)                       (MapNode, baseline seed)
+       │                                  ▲ conditioning (baseline maps)              (steps batched, baseline seed)
        └──────────────────────────────────┴──────────────► atrophy_qc ◄── synthesis (baseline image) ◄──┘
     synthesis (all seeds) + conditioning ─► seed_std
 
 Nothing of the baseline is recomputed: the steps reuse its grid and white SDF, and QC measures only the new images.
+The step images come from one node that batches the steps into shared network calls (cheaper than one call per
+step on CPU and GPU alike); each still gets the noise a one-image synthesis with the baseline's seed gets.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from nipype.pipeline import engine as pe
 
 from ..bids.inputs import ParticipantInputs
 from ..geometry.atrophy import load_atrophy_spec
-from ..interfaces.atrophy import AtrophyQC, AtrophySurfaces, SeedStd, StepConditioning, WriteAtrophyDerivatives
-from ..interfaces.synthesis import Synthesize
+from ..interfaces.atrophy import (
+    MAX_SERIES_BATCH,
+    AtrophyQC,
+    AtrophySurfaces,
+    SeedStd,
+    StepConditioning,
+    SynthesizeSeries,
+    WriteAtrophyDerivatives,
+)
 
 
 def first(items):
@@ -32,15 +41,18 @@ def add_atrophy_nodes(wf: pe.Workflow, *, ingest: pe.Node, conditioning: pe.Node
                       label: str, progress_dir: Path | None = None) -> dict[str, pe.Node]:
     """Add the atrophy series to ``wf``; returns the nodes whose outputs the derivatives sink publishes
     (``surfaces``: step surfaces, GIFTIs, report; ``synthesis``: step images; ``qc``: the QC folder)."""
-    label_files = [str(r.label_path) for r in load_atrophy_spec(spec).regions if r.label_path is not None]
+    parsed = load_atrophy_spec(spec)
+    label_files = [str(r.label_path) for r in parsed.regions if r.label_path is not None]
+    n_steps = parsed.steps
     surfaces = pe.Node(AtrophySurfaces(spec=spec, label_files=label_files), name="atrophy_surfaces", mem_gb=1.0)
     step_cond = pe.MapNode(StepConditioning(threads=threads), iterfield=["hemispheres"],
                            name="atrophy_conditioning", n_procs=threads, mem_gb=2.0)
     gpu = device.startswith("cuda")
-    step_synth = pe.MapNode(Synthesize(model=model, model_sha256=model_sha256, seed=int(seed), steps=steps, eta=eta,
-                                       device=device, threads=threads, label=f"{label} atrophy", use_gpu=gpu,
-                                       progress_dir=str(progress_dir or "")),
-                            iterfield=["maps"], name="atrophy_synthesis", n_procs=threads, mem_gb=3.0)
+    step_synth = pe.Node(SynthesizeSeries(model=model, model_sha256=model_sha256, seed=int(seed), steps=steps,
+                                          eta=eta, device=device, threads=threads, label=f"{label} atrophy",
+                                          use_gpu=gpu, progress_dir=str(progress_dir or "")),
+                         name="atrophy_synthesis", n_procs=threads,
+                         mem_gb=3.0 + 1.0 * (min(n_steps, MAX_SERIES_BATCH) - 1))  # + activations per batched step
     qc = pe.Node(AtrophyQC(spec=spec), name="atrophy_qc", mem_gb=2.0)
     wf.connect([
         (ingest, surfaces, [("hemispheres", "hemispheres")]),

@@ -17,6 +17,7 @@ from cor2vox_bids.qc.atrophy import (
     fit_edge_model,
     line_windows,
     pial_edge_shift,
+    pial_edge_shifts,
     plot_atrophy_series,
     plot_prescribed_vs_measured,
     read_atrophy_tsv,
@@ -162,6 +163,22 @@ def test_edge_shift_at_2mm_with_blur(shell_windows, blur_mm, thinning_mm):
     assert abs(np.mean(shift[angle > 45])) < 0.1
     plain = pial_edge_shift(base, step, aff, windows, contrast)  # no tail correction: the window covers the blur
     assert np.mean(plain[angle < 25]) == pytest.approx(thinning_mm, rel=0.2)
+
+
+def test_edge_shifts_of_several_steps_equal_one_call_per_step(shell_windows):
+    """The series form samples the line geometry once; its values are those of one call per step, bit for bit."""
+    white, pial, f, angle, windows = shell_windows
+    kw = {"shape": (32, 32, 32), "spacing": 2.0, "blur_sigma_vox": 0.7}
+    base, aff, _ = sphere_phantom(seed=0, **kw)
+    steps = [sphere_phantom(seed=k, cap_thinning_mm=0.5 * k, cap_half_angle_deg=CAP_DEG, **kw)[0] for k in (1, 2)]
+    contrast, model, _ = regional_contrast(base, aff, windows, {})
+    together = pial_edge_shifts(base, steps, aff, windows, contrast, sigma_mm=model.sigma_mm)
+    for step, shift in zip(steps, together):
+        np.testing.assert_array_equal(shift, pial_edge_shift(base, step, aff, windows, contrast,
+                                                             sigma_mm=model.sigma_mm))
+    assert np.mean(together[1][angle < 25]) > np.mean(together[0][angle < 25]) + 0.3
+    with pytest.raises(ValueError, match="differ in shape"):
+        pial_edge_shifts(base, [steps[0], steps[1][:-1]], aff, windows, contrast)
 
 
 def test_edge_shift_follows_the_normal_on_oblique_lines():
