@@ -52,7 +52,8 @@ def add_atrophy_nodes(wf: pe.Workflow, *, ingest: pe.Node, conditioning: pe.Node
                                           eta=eta, device=device, threads=threads, label=f"{label} atrophy",
                                           use_gpu=gpu, progress_dir=str(progress_dir or "")),
                          name="atrophy_synthesis", n_procs=threads,
-                         mem_gb=3.0 + 1.0 * (min(n_steps, MAX_SERIES_BATCH) - 1))  # + activations per batched step
+                         # a batch element's activations: 0.3 GB measured (demo model, CPU bf16)
+                         mem_gb=3.0 + 0.5 * (min(n_steps, MAX_SERIES_BATCH) - 1))
     qc = pe.Node(AtrophyQC(spec=spec), name="atrophy_qc", mem_gb=2.0)
     wf.connect([
         (ingest, surfaces, [("hemispheres", "hemispheres")]),
