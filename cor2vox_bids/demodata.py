@@ -19,7 +19,7 @@ Each pseudo-participant is made in three steps, so that its T1w image **agrees w
    and the scanner frame differ, as they do for real scans.
 
 A second "site" copy of the raw images, for harmonization experiments, is another scanner and sequence
-(:func:`site2_t1w`): lower grey/white contrast, a stronger bias field and more noise. All data derive from
+(:func:`site2_t1w`): another grey/white/CSF contrast, a stronger bias field and more noise. All data derive from
 FreeSurfer 7.3.2 fsaverage5 (modified); the FreeSurfer licence text is copied into each dataset.
 """
 
@@ -348,8 +348,8 @@ def _fs_description(root: Path, licence: Path | None) -> None:
 
 
 # Site 2 of the demo world: another scanner and sequence (see site2_t1w)
-SITE2_GM_WM = (0.80, 0.85)  # GM / WM signal ratio (site 1: 0.62-0.72 in tissue_levels)
-SITE2_CSF_WM = (0.32, 0.38)  # CSF / WM signal ratio (site 1: 0.22-0.32)
+SITE2_GM_WM = (0.55, 0.60)  # GM / WM signal ratio (site 1: 0.62-0.72 in tissue_levels)
+SITE2_CSF_WM = (0.34, 0.40)  # CSF / WM signal ratio (site 1: 0.22-0.32)
 SITE2_BIAS_STRENGTH = 0.2  # largest |log| of the multiplicative bias field (site 1: 0.1)
 SITE2_NOISE_WM = (0.03, 0.045)  # noise SD as a fraction of the WM level (site 1: 1.5-3.0 at WM 100-115)
 
@@ -358,17 +358,22 @@ def site2_t1w(clean: np.ndarray, levels: dict[str, float], rng: np.random.Genera
               ) -> tuple[np.ndarray, dict[str, object]]:
     """The second site's T1w of a participant (int16) from its clean, deformed rendering, and its parameters.
 
-    Site 2 is another scanner and sequence, not a rescaled copy of site 1: a lower grey/white contrast and
-    slightly brighter CSF (GM/WM ``SITE2_GM_WM``, CSF/WM ``SITE2_CSF_WM``, drawn per participant; a 1.5 T spoiled
-    gradient-echo T1w against site 1's MPRAGE-like GM/WM 0.62–0.72), a stronger smooth receive bias field
-    (``SITE2_BIAS_STRENGTH``) and a lower signal-to-noise ratio (``SITE2_NOISE_WM``). The contrast is a monotone
-    piecewise-linear transfer of the clean (deformed, not yet biased or noisy) site-1 rendering through the
-    participant's own tissue levels (0 → 0, CSF → CSF', GM → GM', WM → WM, brighter tissue such as scalp fat
-    continued with the GM–WM slope), so voxels mixing GM with WM or CSF keep their mixture. Why: a gamma curve and a
-    mild bias field (the earlier site 2) are nearly undone by per-image robust normalisation, so the demo's site 2
-    was hardly a different site for the harmonization measure; here the GM level moves within the WM–CSF range
-    (about +0.1 to +0.15 of the normalised range against site 1's ±0.07 between participants). Draws from ``rng``
-    after everything of site 1, so the site-1 files are the same with or without site 2.
+    Site 2 is another scanner and sequence, not a rescaled copy of site 1: another T1 weighting, with a stronger
+    grey/white and a weaker grey/CSF contrast (GM/WM ``SITE2_GM_WM`` against site 1's 0.62–0.72, CSF/WM
+    ``SITE2_CSF_WM`` against 0.22–0.32, drawn per participant; differences of the size seen between vendors'
+    T1w sequences), a stronger smooth receive bias field (``SITE2_BIAS_STRENGTH``) and a lower signal-to-noise
+    ratio (``SITE2_NOISE_WM``). The contrast is a monotone piecewise-linear transfer of the clean (deformed, not
+    yet biased or noisy) site-1 rendering through the participant's own tissue levels (0 → 0, CSF → CSF',
+    GM → GM', WM → WM, brighter tissue such as scalp fat continued with the GM–WM slope), so voxels mixing GM with
+    WM or CSF keep their mixture.
+
+    Why: a gamma curve and a mild bias field (the earlier site 2) are nearly undone by per-image robust
+    normalisation, so that site 2 was hardly a different site for the harmonization measure (docs/harmonization.md).
+    Here the GM level moves within the CSF–WM range: the median normalised GM intensity falls from about 0.5 to
+    about 0.33. A lower grey/white contrast (GM/WM ≈ 0.8, as on some 1.5 T sequences) also separates the sites,
+    but the QC's thickness measure then covers under half of the cortex in the real image on the 2 mm model
+    grid, so the thickness agreement could not be compared. Draws from ``rng`` after everything of site 1, so the
+    site-1 files are the same with or without site 2.
     """
     wm, gm, csf = float(levels["wm"]), float(levels["cortex"]), float(levels["csf"])
     gm_wm, csf_wm = float(rng.uniform(*SITE2_GM_WM)), float(rng.uniform(*SITE2_CSF_WM))
@@ -381,8 +386,8 @@ def site2_t1w(clean: np.ndarray, levels: dict[str, float], rng: np.random.Genera
     noise_sd = wm * float(rng.uniform(*SITE2_NOISE_WM))
     vol += rng.normal(0, noise_sd, vol.shape).astype(np.float32) * (vol > 5)
     vol16 = np.clip(np.rint(vol * 4), 0, 32767).astype(np.int16)
-    params = {"Description": "demo site 2: lower GM/WM contrast, brighter CSF, stronger bias field, lower SNR "
-                             "(cor2vox_bids.demodata.site2_t1w); intensities stored x4",
+    params = {"Description": "demo site 2: stronger grey/white and weaker grey/CSF contrast, stronger bias field, "
+                             "lower SNR (cor2vox_bids.demodata.site2_t1w); intensities stored x4",
               "GMtoWMRatio": round(gm_wm, 4), "CSFtoWMRatio": round(csf_wm, 4),
               "BiasFieldStrength": SITE2_BIAS_STRENGTH, "NoiseSD": round(noise_sd, 3)}
     return vol16, params
@@ -474,7 +479,7 @@ def build_demo_dataset(outdir: Path, participants: int = 2, seed: int = 0, site2
     _fs_description(fs_root, template.licence)
     site2_root = outdir / "bids-site2" if site2 else None
     if site2_root is not None:
-        _dataset_files(site2_root, "cor2vox demo data (site 2: lower GM/WM contrast, stronger bias field, more noise)",
+        _dataset_files(site2_root, "cor2vox demo data (site 2: other tissue contrast, stronger bias field, more noise)",
                        template.licence, labels, "site2")
     for i, label in enumerate(labels):
         rng = np.random.default_rng([seed, int(label) - 1])
