@@ -283,8 +283,8 @@ def mean_thickness_law(model: ShapeModel, scale: float = 1.0) -> dict[str, float
 
     The mean thickness over the DK-region vertices of both hemispheres (what ``participants.tsv`` reports) is a
     linear function of the whitened codes, so for ``z ~ N(0, I) * scale`` (hemispheres independent) it is
-    normal: ``N(mean, (scale * sd)^2)`` before clipping and surface reconstruction (which move it by about
-    0.001 mm). ``p_outside_training_range`` is the probability that one sample falls outside
+    normal: ``N(mean, (scale * sd)^2)`` before clipping and surface reconstruction (which moved it by under
+    0.001 mm on the demo model). ``p_outside_training_range`` is the probability that one sample falls outside
     ``[training_min, training_max]``, the range of the training participants' mean thickness
     (``TrainingMeanThickness``; decoded from the training codes when a model lacks it). A faithful model puts
     about ``2 / (n + 1)`` of its samples outside the range of ``n`` training participants; ``--scale`` below 1
