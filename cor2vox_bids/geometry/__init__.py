@@ -1,6 +1,6 @@
 """Geometry core: surfaces and frames, signed distance fields, thickness, conditioning maps.
 
-Imports numpy, scipy, nibabel, edt and numba only (no torch, no nipype). The compiled kernels run on
+Imports numpy, scipy, nibabel and numba only (no torch, no nipype). The compiled kernels run on
 ``set_num_threads`` threads (default: all CPUs); results do not depend on the thread count.
 """
 

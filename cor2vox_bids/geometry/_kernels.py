@@ -10,8 +10,11 @@
   The result is the exact distance to the closest point of the mesh (certified by the lower bounds,
   not a nearest-vertex approximation). Queries run in parallel (``prange``), each writing its own
   output, so results do not depend on the number of threads.
-* :func:`winding_crossings` — signed crossings of triangles with voxel columns, in exact integer
-  arithmetic (see ``sdf.py``).
+* :func:`winding_crossings` / :func:`winding_mask` — signed crossings of triangles with voxel columns, in
+  exact integer arithmetic, and their running sums (the winding numbers; see ``sdf.py``).
+* :func:`distance_seeds_free`, :func:`seed_distance`, :func:`finish_sdf` — the whole-grid passes of
+  ``signed_distance``: the seeds of the distance transform, an exact Euclidean distance transform, and the
+  final signed values; each a parallel pass over the grid.
 
 Kernels are compiled on first use and cached (``cache=True``) in the folder that ``_cache.py`` chooses (container
 images ship it compiled). Small helpers are left to LLVM to inline (numba's IR inlining cost compile time, not run
@@ -283,40 +286,199 @@ def _edge_sign(xa, ya, xb, yb, px, py):
     return 1 if dx > 0 else (-1 if dx < 0 else 0)
 
 
-@njit(cache=True)
-def winding_crossings(xy, z, f, s, ni, nj, nk):
+WINDING_STRIPE = 4  # columns i of the grid are dealt to the parallel tasks in stripes of this width
+
+
+@njit(cache=True, parallel=True)
+def winding_crossings(xy, z, f, s, ni, nj, nk, n_tasks):
     """int16 (ni, nj, nk + 1): signed crossings of each triangle with each (i, j) column, at the
     first voxel above the crossing (``xy`` int64 fixed-point vertices with scale ``s``, ``z`` the
-    third voxel coordinate)."""
+    third voxel coordinate).
+
+    ``n_tasks`` parallel tasks own stripes of ``WINDING_STRIPE`` columns i (every task visits every triangle
+    and adds the crossings in its own stripes), so no two tasks write the same cell and the integer sums do
+    not depend on the number of tasks."""
     out = np.zeros((ni, nj, nk + 1), dtype=np.int16)
-    for t in range(f.shape[0]):
-        a, b, c = f[t, 0], f[t, 1], f[t, 2]
-        xa, ya, xb, yb, xc, yc = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
-        lx, hx = min(xa, xb, xc), max(xa, xb, xc)
-        ly, hy = min(ya, yb, yc), max(ya, yb, yc)
-        i0, i1 = max(-((-lx) // s), 0), min(hx // s, ni - 1)
-        j0, j1 = max(-((-ly) // s), 0), min(hy // s, nj - 1)
-        for i in range(i0, i1 + 1):
-            px = i * s
-            for j in range(j0, j1 + 1):
-                py = j * s
-                s1 = _edge_sign(xa, ya, xb, yb, px, py)
-                s2 = _edge_sign(xb, yb, xc, yc, px, py)
-                s3 = _edge_sign(xc, yc, xa, ya, px, py)
-                if s1 > 0 and s2 > 0 and s3 > 0:
-                    cr = 1
-                elif s1 < 0 and s2 < 0 and s3 < 0:
-                    cr = -1
-                else:
+    n_tasks = max(1, n_tasks)
+    for task in prange(n_tasks):
+        for t in range(f.shape[0]):
+            a, b, c = f[t, 0], f[t, 1], f[t, 2]
+            xa, ya, xb, yb, xc, yc = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
+            lx, hx = min(xa, xb, xc), max(xa, xb, xc)
+            i0, i1 = max(-((-lx) // s), 0), min(hx // s, ni - 1)
+            if i0 > i1:
+                continue
+            ly, hy = min(ya, yb, yc), max(ya, yb, yc)
+            j0, j1 = max(-((-ly) // s), 0), min(hy // s, nj - 1)
+            for i in range(i0, i1 + 1):
+                if (i // WINDING_STRIPE) % n_tasks != task:
                     continue
-                fx, fy = float(px), float(py)
-                wa = (float(xc) - xb) * (fy - yb) - (float(yc) - yb) * (fx - xb)
-                wb = (float(xa) - xc) * (fy - yc) - (float(ya) - yc) * (fx - xc)
-                wc = (float(xb) - xa) * (fy - ya) - (float(yb) - ya) * (fx - xa)
-                ws = wa + wb + wc
-                if ws == 0.0:
-                    ws = 1.0
-                depth = (wa * z[a] + wb * z[b] + wc * z[c]) / ws
-                kb = min(max(int(math.floor(depth)) + 1, 0), nk)
-                out[i, j, kb] += cr
+                px = i * s
+                for j in range(j0, j1 + 1):
+                    py = j * s
+                    s1 = _edge_sign(xa, ya, xb, yb, px, py)
+                    s2 = _edge_sign(xb, yb, xc, yc, px, py)
+                    s3 = _edge_sign(xc, yc, xa, ya, px, py)
+                    if s1 > 0 and s2 > 0 and s3 > 0:
+                        cr = 1
+                    elif s1 < 0 and s2 < 0 and s3 < 0:
+                        cr = -1
+                    else:
+                        continue
+                    fx, fy = float(px), float(py)
+                    wa = (float(xc) - xb) * (fy - yb) - (float(yc) - yb) * (fx - xb)
+                    wb = (float(xa) - xc) * (fy - yc) - (float(ya) - yc) * (fx - xc)
+                    wc = (float(xb) - xa) * (fy - ya) - (float(yb) - ya) * (fx - xa)
+                    ws = wa + wb + wc
+                    if ws == 0.0:
+                        ws = 1.0
+                    depth = (wa * z[a] + wb * z[b] + wc * z[c]) / ws
+                    kb = min(max(int(math.floor(depth)) + 1, 0), nk)
+                    out[i, j, kb] += cr
+    return out
+
+
+@njit(cache=True, parallel=True)
+def winding_mask(crossings, nk):
+    """bool (ni, nj, nk): a non-zero running sum of ``crossings`` along each column (the winding number,
+    accumulated in 16 bits like ``np.cumsum(..., dtype=np.int16)``), columns in parallel."""
+    ni, nj = crossings.shape[0], crossings.shape[1]
+    out = np.empty((ni, nj, nk), dtype=np.bool_)
+    for i in prange(ni):
+        for j in range(nj):
+            acc = 0
+            for k in range(nk):
+                acc += crossings[i, j, k]
+                out[i, j, k] = (acc & 0xFFFF) != 0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def distance_seeds_free(inside, sq, near):
+    """bool grid, False at the seeds of the distance transform: voxels with a 6-neighbour on the other side
+    of the surface (``inside``), and voxels whose float32 distance ``sqrt(sq)`` is at most ``near``."""
+    ni, nj, nk = inside.shape
+    free = np.empty((ni, nj, nk), dtype=np.bool_)
+    for i in prange(ni):
+        for j in range(nj):
+            for k in range(nk):
+                c = inside[i, j, k]
+                seed = ((i > 0 and inside[i - 1, j, k] != c) or (i + 1 < ni and inside[i + 1, j, k] != c)
+                        or (j > 0 and inside[i, j - 1, k] != c) or (j + 1 < nj and inside[i, j + 1, k] != c)
+                        or (k > 0 and inside[i, j, k - 1] != c) or (k + 1 < nk and inside[i, j, k + 1] != c))
+                if not seed:
+                    seed = np.sqrt(sq[i, j, k]) <= near
+                free[i, j, k] = not seed
+    return free
+
+
+@njit(cache=True, parallel=True)
+def finish_sdf(dist, sq, inside, offset):
+    """In place: ``dist`` (float32, the distance transform) becomes the signed distance: ``sqrt(sq)`` where
+    ``sq`` is finite (the exact band), else ``dist + offset``; negated where ``inside``."""
+    ni, nj, nk = dist.shape
+    for i in prange(ni):
+        for j in range(nj):
+            for k in range(nk):
+                d = sq[i, j, k]
+                x = np.sqrt(d) if d < np.inf else dist[i, j, k] + offset
+                dist[i, j, k] = -x if inside[i, j, k] else x
+
+
+@njit(cache=True)
+def _lower_envelope(g, n, w, h, v, z):
+    """One line of an exact squared Euclidean distance transform (Felzenszwalb & Huttenlocher): ``h[q]`` =
+    min over p of ``((q - p) w)^2 + g[p]`` for the samples ``g[:n]`` (``inf`` entries take no part; all
+    ``inf`` gives ``inf``). ``v`` (n) and ``z`` (n + 1) are work buffers."""
+    k = -1
+    for q in range(n):
+        fq = g[q]
+        if fq == np.inf:
+            continue
+        xq = q * w
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0], z[1] = -np.inf, np.inf
+            continue
+        while True:
+            xp = v[k] * w
+            s = ((fq + xq * xq) - (g[v[k]] + xp * xp)) / (2.0 * (xq - xp))
+            if s <= z[k]:
+                k -= 1
+            else:
+                break
+        k += 1
+        v[k] = q
+        z[k], z[k + 1] = s, np.inf
+    if k < 0:
+        for q in range(n):
+            h[q] = np.inf
+        return
+    k = 0
+    for q in range(n):
+        xq = q * w
+        while z[k + 1] < xq:
+            k += 1
+        dx = xq - v[k] * w
+        h[q] = dx * dx + g[v[k]]
+
+
+@njit(cache=True, parallel=True)
+def seed_distance(free, wi, wj, wk):
+    """float32 grid: Euclidean distance (voxel spacing ``wi, wj, wk`` along the axes) from each voxel centre to
+    the nearest voxel where ``free`` is False (a seed); exact, like ``edt.edt(free, anisotropy=(wi, wj, wk))``
+    up to float32 rounding. Separable passes along k, j, i (in parallel over the other axes); a line or plane
+    without a seed is skipped (it stays ``inf`` until a later pass)."""
+    ni, nj, nk = free.shape
+    out = np.empty((ni, nj, nk), dtype=np.float32)
+    seeded = np.zeros(ni, dtype=np.bool_)  # plane i holds a seed
+    # pass 1, along k: squared distance to the nearest seed of the same column (two sweeps)
+    for i in prange(ni):
+        gap = np.empty(nk, dtype=np.int64)
+        for j in range(nj):
+            last = -1
+            for k in range(nk):
+                if not free[i, j, k]:
+                    last = k
+                gap[k] = k - last if last >= 0 else -1
+            if last < 0:
+                out[i, j, :] = np.inf
+                continue
+            seeded[i] = True
+            last = -1
+            for k in range(nk - 1, -1, -1):
+                if not free[i, j, k]:
+                    last = k
+                d = gap[k]
+                if last >= 0 and (d < 0 or last - k < d):
+                    d = last - k
+                x = d * wk
+                out[i, j, k] = np.float32(x * x)
+    # pass 2, along j, in the planes that hold a seed (elsewhere everything is still inf)
+    for i in prange(ni):
+        if not seeded[i]:
+            continue
+        g = np.empty(nj)
+        h = np.empty(nj)
+        v = np.empty(nj, dtype=np.int64)
+        z = np.empty(nj + 1)
+        for k in range(nk):
+            for j in range(nj):
+                g[j] = out[i, j, k]
+            _lower_envelope(g, nj, wj, h, v, z)
+            for j in range(nj):
+                out[i, j, k] = np.float32(h[j])
+    # pass 3, along i (a line is finite exactly in the seeded planes), then the square root
+    for j in prange(nj):
+        g = np.empty(ni)
+        h = np.empty(ni)
+        v = np.empty(ni, dtype=np.int64)
+        z = np.empty(ni + 1)
+        for k in range(nk):
+            for i in range(ni):
+                g[i] = out[i, j, k]
+            _lower_envelope(g, ni, wi, h, v, z)
+            for i in range(ni):
+                out[i, j, k] = np.sqrt(np.float32(h[i]))
     return out

@@ -19,8 +19,9 @@ out a condition (a degenerate face, a boundary or non-manifold edge, a neighbour
 enlarges a region, which costs time, never accuracy; the half-spaces are also widened by a rounding margin.
 
 Regions are scanned column by column (the k-range of a column is clipped by every half-space). Parallel
-tasks take the regions round-robin and keep their minimum in grids of their own, reduced at the end, so
-the result does not depend on the number of threads.
+tasks take the regions round-robin and keep their minimum in grids of their own (over the index box of the
+mesh widened by the band, not the whole grid), reduced at the end, so the result does not depend on the
+number of threads.
 """
 
 from __future__ import annotations
@@ -139,7 +140,21 @@ def band_sqdist(v, f, band, affine, shape, n_tasks):
     vf_start, vf_faces = _vertex_faces(f, nv)
     edges = _edges(f, vf_start, vf_faces)
     n = m + edges.shape[0] + nv
-    grids = np.empty((n_tasks, ni, nj, nk), dtype=np.float32)
+    # the private grids cover only the index box of the mesh widened by the band (every region's box lies in it)
+    lo = np.empty(3, dtype=np.int64)
+    sub = np.empty(3, dtype=np.int64)
+    for ax in range(3):
+        lo_x, hi_x = np.inf, -np.inf
+        for q in range(nv):
+            x = (inv[ax, 0] * (v[q, 0] - off[0]) + inv[ax, 1] * (v[q, 1] - off[1])
+                 + inv[ax, 2] * (v[q, 2] - off[2]))
+            lo_x, hi_x = min(lo_x, x), max(hi_x, x)
+        g = band * reach[ax]
+        b0 = int(math.floor(min(max(lo_x - g, -2.0), shape[ax] + 1.0))) - 1
+        b1 = int(math.ceil(min(max(hi_x + g, -2.0), shape[ax] + 1.0))) + 1
+        b0, b1 = max(b0, 0), min(b1, shape[ax] - 1)
+        lo[ax], sub[ax] = b0, max(b1 - b0 + 1, 0)
+    grids = np.empty((n_tasks, sub[0], sub[1], sub[2]), dtype=np.float32)
     for task in prange(n_tasks):
         grid = grids[task]
         grid[:] = np.inf
@@ -151,15 +166,38 @@ def band_sqdist(v, f, band, affine, shape, n_tasks):
         for q in range(task, n, n_tasks):
             kd, a, b, c, n_planes = _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, reach,
                                             shape, planes, normals, rays, offsets, box)
-            if n_planes >= 0:
-                _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, grid)
-    out = grids[0]
+            if n_planes >= 0 and _clip_box(box, lo, sub):
+                _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, lo, grid)
+    out = np.empty((ni, nj, nk), dtype=np.float32)
     for i in prange(ni):
-        for t in range(1, n_tasks):
-            for j in range(nj):
-                for k in range(nk):
-                    out[i, j, k] = min(out[i, j, k], grids[t, i, j, k])
+        si = i - lo[0]
+        for j in range(nj):
+            sj = j - lo[1]
+            if si < 0 or si >= sub[0] or sj < 0 or sj >= sub[1]:
+                out[i, j, :] = np.inf
+                continue
+            for k in range(nk):
+                sk = k - lo[2]
+                if sk < 0 or sk >= sub[2]:
+                    out[i, j, k] = np.inf
+                    continue
+                x = grids[0, si, sj, sk]
+                for t in range(1, n_tasks):
+                    x = min(x, grids[t, si, sj, sk])
+                out[i, j, k] = x
     return out
+
+
+@njit(cache=True)
+def _clip_box(box, lo, sub):
+    """Clip an index box to the private grids' box (``lo``, size ``sub``; a safeguard: regions lie inside it);
+    False when nothing is left."""
+    for ax in range(3):
+        box[ax] = max(box[ax], lo[ax])
+        box[3 + ax] = min(box[3 + ax], lo[ax] + sub[ax] - 1)
+        if box[ax] > box[3 + ax]:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -349,9 +387,10 @@ def _region(q, m, v, f, edges, vf_start, vf_faces, band, slack, lin, off, inv, r
 
 
 @njit(cache=True)
-def _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, out):
+def _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, lo, out):
     """Voxels of a region: clip each column of its box by the half-spaces, score the feature (a face abc, an
-    edge ab or a vertex a) and keep the minimum squared distance within the band in ``out``."""
+    edge ab or a vertex a) and keep the minimum squared distance within the band in ``out`` (whose voxel 0
+    is the grid's voxel ``lo``)."""
     ax, ay, az = v[a, 0], v[a, 1], v[a, 2]
     bx = by = bz = cx = cy = cz = 0.0
     if kd != VERTEX:
@@ -379,6 +418,7 @@ def _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, out):
             wx = lin[0, 0] * i + lin[0, 1] * j + off[0]
             wy = lin[1, 0] * i + lin[1, 1] * j + off[1]
             wz = lin[2, 0] * i + lin[2, 1] * j + off[2]
+            row = out[i - lo[0], j - lo[1]]
             for k in range(k0, k1 + 1):
                 px, py, pz = wx + lin[0, 2] * k, wy + lin[1, 2] * k, wz + lin[2, 2] * k
                 if kd == FACE:
@@ -387,5 +427,5 @@ def _scan(kd, a, b, c, v, planes, n_planes, box, band2, lin, off, out):
                     d = _seg_sqdist(px, py, pz, ax, ay, az, bx, by, bz)
                 else:
                     d = (px - ax) ** 2 + (py - ay) ** 2 + (pz - az) ** 2
-                if d <= band2 and d < out[i, j, k]:
-                    out[i, j, k] = d
+                if d <= band2 and d < row[k - lo[2]]:
+                    row[k - lo[2]] = d

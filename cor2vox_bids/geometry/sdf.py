@@ -11,21 +11,21 @@ self-intersections and to the orientation of the faces.
 Distance: voxels within ``band`` voxels of the surface get the exact distance to the closest
 point of the mesh, from a scan of the characteristic regions of its faces, edges and vertices
 (``_regions.py``: every voxel is scored against the features whose region can hold its closest
-point, not a nearest-vertex or sampled approximation). A Euclidean distance transform (``edt``,
-anisotropic spacing) from the voxels at the surface gives the distance beyond the band (error
-below one voxel).
+point, not a nearest-vertex or sampled approximation). An exact Euclidean distance transform
+(anisotropic spacing; ``_kernels.seed_distance``: the values of ``edt.edt`` up to float32 rounding) from
+the voxels at the surface gives the distance beyond the band (error below one voxel).
 
-The sign and band kernels are compiled with numba (``_kernels.py``, ``_regions.py``).
+The sign, band and distance-transform kernels are compiled with numba (``_kernels.py``, ``_regions.py``);
+the passes over the whole grid (winding numbers, seeds, distance transform, final values) run in parallel.
 """
 
 from __future__ import annotations
 
-import edt
 import numba
 import numpy as np
 
 from ._closest import build_index, mesh_distance
-from ._kernels import winding_crossings
+from ._kernels import distance_seeds_free, finish_sdf, seed_distance, winding_crossings, winding_mask
 from ._linalg import transform
 from ._regions import band_sqdist
 
@@ -49,20 +49,27 @@ def winding_inside(vertices_vox: np.ndarray, faces: np.ndarray, shape: tuple[int
     if scale < 1.0:
         raise ValueError(f"mesh vertices lie absurdly far from the grid (|voxel index| up to {extent:.3g})")
     xy = np.ascontiguousarray(np.round(v[:, :2] * scale).astype(np.int64))
-    crossings = winding_crossings(xy, np.ascontiguousarray(v[:, 2]), f, int(scale), ni, nj, nk)
-    return np.cumsum(crossings[:, :, :nk], axis=2, dtype=np.int16) != 0
+    crossings = winding_crossings(xy, np.ascontiguousarray(v[:, 2]), f, int(scale), ni, nj, nk,
+                                  numba.get_num_threads())
+    return winding_mask(crossings, nk)
 
 
-def band_distance(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
-                  band_mm: float) -> np.ndarray:
-    """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere."""
+def band_sqdistance(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
+                    band_mm: float) -> np.ndarray:
+    """Exact squared distance (float32, ``shape``) for voxels within ``band_mm``; ``inf`` elsewhere."""
     shape = tuple(int(s) for s in shape)
     v = np.ascontiguousarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.ascontiguousarray(faces, dtype=np.int64).reshape(-1, 3)
     # one private grid per parallel task, as many as the memory budget allows
     tasks = max(1, min(numba.get_num_threads(), TASK_GRID_BYTES // max(4 * int(np.prod(shape)), 1)))
-    sq = band_sqdist(v, f, float(band_mm), np.ascontiguousarray(affine, dtype=np.float64),
-                     np.asarray(shape, dtype=np.int64), tasks)
+    return band_sqdist(v, f, float(band_mm), np.ascontiguousarray(affine, dtype=np.float64),
+                       np.asarray(shape, dtype=np.int64), tasks)
+
+
+def band_distance(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
+                  band_mm: float) -> np.ndarray:
+    """Exact unsigned distance (float32, flat, C order) for voxels within ``band_mm``; ``inf`` elsewhere."""
+    sq = band_sqdistance(vertices, faces, affine, shape, band_mm)
     return np.sqrt(sq, out=sq).reshape(-1)
 
 
@@ -105,22 +112,21 @@ def signed_distance(
     spacing = np.linalg.norm(aff[:3, :3], axis=0)
     inside = winding_inside(_to_voxel(v, aff), f, shape)
     band_mm = float(band) * float(spacing.max())
-    exact = band_distance(v, f, aff, shape, band_mm).reshape(shape)
+    sq = band_sqdistance(v, f, aff, shape, band_mm)
     # seeds of the distance transform: voxels the surface passes within half a voxel of, and
-    # voxels next to a change of sign (covers every surface, also ones between two insides)
-    seeds = _surface_voxels(inside) | (exact <= 0.5 * float(spacing.max()))
-    if not seeds.any():
+    # voxels next to a change of sign (covers every surface, also ones between two insides);
+    # one parallel pass (same voxels as _surface_voxels(inside) | (sqrt(sq) <= half a voxel) in float32)
+    free = distance_seeds_free(inside, sq, np.float32(0.5 * float(spacing.max())))
+    if free.all():
         # the surface is nowhere near the grid: one sign everywhere, exact distances throughout
         coords = transform(np.indices(shape).reshape(3, -1).T.astype(np.float64), aff)
         far = mesh_distance(build_index(v, f), coords)  # exact; only for meshes away from the grid
         far = far.reshape(shape).astype(np.float32)
         return np.where(inside, -far, far)
-    # the kernels' thread count (geometry.set_num_threads) also drives edt
-    dist = edt.edt(~seeds, anisotropy=tuple(float(s) for s in spacing),
-                   parallel=numba.get_num_threads()).astype(np.float32)
-    # beyond the band: a seed lies on average SEED_OFFSET voxels in front of the surface
-    dist += np.float32(SEED_OFFSET * spacing.mean())
-    hit = np.isfinite(exact)
-    dist[hit] = exact[hit]
-    np.negative(dist, out=dist, where=inside)
+    # exact distance to the nearest seed (the Euclidean distance transform of edt.edt(free), compiled and
+    # parallel; a plane without seeds is skipped until the last pass)
+    dist = seed_distance(free, float(spacing[0]), float(spacing[1]), float(spacing[2]))
+    # beyond the band: a seed lies on average SEED_OFFSET voxels in front of the surface; in the band the exact
+    # distance; negative inside (one parallel pass, in place)
+    finish_sdf(dist, sq, inside, np.float32(SEED_OFFSET * spacing.mean()))
     return dist
