@@ -125,6 +125,11 @@ def participant_level(settings: Settings, run_id: str) -> int:
         from ..execution.array import run_array
 
         return run_array(settings, run_id, task_arguments(settings))
+    if settings.use_plugin is None and not settings.dry_run:  # the default MultiProc: its worker server imports
+        from ..execution.lifetime import start_worker_server  # Nipype and the interfaces during the checks below
+        from ..execution.plugins import MP_CONTEXT
+
+        start_worker_server(MP_CONTEXT)
     ready, failed, _ = collect_inputs(settings)  # usage / missing-input errors first (64, 66)
     model_info = check_model_and_device(settings)  # then the model (65) and the device (75)
     work = validate_participants(settings, run_id, (ready, failed))

@@ -149,21 +149,30 @@ def end_workers_with_main() -> None:
             pass
 
 
+def start_worker_server(mp_context: str | None):
+    """The multiprocessing context of the MultiProc workers; for ``forkserver``, start the server now with
+    :data:`WORKER_PRELOAD` (idempotent), so its imports run while this process does other work (BIDS indexing,
+    input checks, graph building: started at the beginning of the participant level)."""
+    import multiprocessing as mp
+
+    context = mp.get_context(mp_context)
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["__main__", *WORKER_PRELOAD])
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    return context
+
+
 def multiproc_plugin(plugin_args: dict):
     """Nipype's MultiProc plugin whose workers die with the main process (see the module docstring)."""
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
     plugin = MultiProcPlugin(plugin_args=plugin_args)
     plugin.pool.shutdown(wait=False)  # no worker has started yet: the pool spawns them on the first submit
-    context = mp.get_context(plugin_args.get("mp_context"))
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["__main__", *WORKER_PRELOAD])
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()  # the server imports them now, while Nipype prepares the graph
+    context = start_worker_server(plugin_args.get("mp_context"))
     plugin.pool = ProcessPoolExecutor(max_workers=plugin.processors, initializer=worker_initializer,
                                       initargs=(plugin._cwd, os.getpid()), mp_context=context)
     return plugin

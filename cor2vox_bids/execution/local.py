@@ -17,11 +17,13 @@ from ..errors import Cor2VoxError, ExitCode, OutputError
 from ..settings import Settings
 from ..workflows.base import BuildFailure, SynthesisSpec, init_cor2vox_wf, node_name
 from .model import ModelInfo
-from .plan import WorkPlan, seeds_of, write_crash_report
+from .plan import WorkPlan, seeds_of, steps_of, write_crash_report
 from .plugins import load_plugin_file, local_plugin_args
 from .progress import ProgressTail, nipype_worker_logging, node_status_logger
 
 LOGGER = logging.getLogger("cor2vox_bids.workflow")
+#: seconds between MultiProc's checks for finished nodes and ready ones (each check is cheap and local)
+LOCAL_POLL_S = 0.1
 
 
 def work_dir_of(settings: Settings, run_id: str) -> Path:
@@ -65,7 +67,7 @@ def synthesis_spec(settings: Settings, model: ModelInfo) -> SynthesisSpec:
         spacing_mm=model.spacing_mm,
         device=model.device,
         seeds=seeds_of(settings),
-        steps=settings.steps,
+        steps=steps_of(settings, model),
         eta=settings.eta,
         threads=settings.omp_nthreads or os.cpu_count() or 1,
         atrophy=None if settings.atrophy is None else str(settings.atrophy),
@@ -77,7 +79,7 @@ def write_run_info(settings: Settings, model: ModelInfo, run_id: str, work_dir: 
     run_info = {
         "model": model.summary(),
         "seeds": seeds_of(settings),
-        "steps": settings.steps,
+        "steps": steps_of(settings, model),
         "eta": settings.eta,
         "device": model.device,
         "num_samples": settings.num_samples,
@@ -134,6 +136,8 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
         return failures
     plugin, args = plugin_of(settings, model)
     plugin_name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
+    if "MultiProc" in plugin_name:  # local workers: look for finished nodes often (Nipype's default is 2 s)
+        wf.config["execution"]["poll_sleep_duration"] = LOCAL_POLL_S
     shown = ", ".join(f"{k} {v}" for k, v in args.items() if k in ("n_procs", "memory_gb", "n_gpu_procs"))
     LOGGER.info("running %d participant(s) with %s%s; work folder %s", len(built),
                 plugin_name.removesuffix("Plugin"), f" ({shown})" if shown else "", work_dir)

@@ -109,7 +109,7 @@ def nipype_worker_logging(directory: Path, verbose: int) -> Path:
 #: what each node of a participant's graph does, for the console
 STEP_NAMES = {"ingest": "reading and checking the surfaces", "conditioning": "conditioning maps",
               "synthesis": "synthesis", "real_on_grid": "real T1w onto the model grid", "qc": "quality control",
-              "derivatives": "writing derivatives", "report": "report"}
+              "derivatives": "writing derivatives", "figures": "report figures", "report": "report"}
 
 
 def _result_older_than(node, when: float) -> bool:
@@ -121,14 +121,27 @@ def _result_older_than(node, when: float) -> bool:
         return False
 
 
+def _interface_seconds(node) -> float | None:
+    """The interface time Nipype recorded in the node's result file (None when there is none)."""
+    try:
+        return float(node.result.runtime.duration)
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+
+
 def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
     """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
     console line when a participant's step ends (with its time, or "reused" when its result was already in the
     work folder) or fails; progress lines (``ProgressTail``) cover what happens inside a long step.
-    ``participants``: work-dir sub-workflow name (``sub_01_wf``) → participant key."""
+    ``participants``: work-dir sub-workflow name (``sub_01_wf``) → participant key.
+
+    MultiProc runs nodes marked ``run_without_submitting`` in the main process without a "start" call: such a
+    node ran when its result file is newer than this callback (the run's start); its time is then the interface
+    time from the result file."""
     import time
 
     started: dict[str, float] = {}
+    run_start = time.time()
 
     def callback(node, status: str) -> None:
         parts = str(getattr(node, "fullname", "")).split(".")
@@ -141,10 +154,11 @@ def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
             started[name + key] = time.time()
         elif status == "end":
             start = started.pop(name + key, None)
-            if start is None or _result_older_than(node, start):  # found in the work folder: nothing ran
+            if _result_older_than(node, run_start if start is None else start):  # in the work folder: nothing ran
                 logger.info("%s: %s reused from the work folder", key, step)
             else:
-                logger.info("%s: %s done (%.0f s)", key, step, time.time() - start)
+                seconds = time.time() - start if start is not None else _interface_seconds(node)
+                logger.info("%s: %s done%s", key, step, "" if seconds is None else f" ({seconds:.0f} s)")
         elif status == "exception":
             logger.error("%s: %s failed (crash file in the participant's log folder)", key, step)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
@@ -440,10 +440,66 @@ def view_projection(vertices: NDArray, hemi: str, view: str) -> tuple[NDArray, N
     return xy, v @ towards
 
 
+def rasterize_triangles(xy: NDArray, depth: NDArray, faces: NDArray, colours: NDArray,
+                        extent: tuple[float, float, float, float], shape: tuple[int, int]) -> NDArray:
+    """Z-buffered flat-shaded rendering of 2-D triangles: an RGBA image (``shape`` = rows, columns; alpha 0 where
+    no triangle covers a pixel centre). ``xy`` (n, 2) and ``depth`` (n,) per vertex (larger depth = nearer),
+    ``colours`` (m, 3) per face, ``extent`` = (x0, x1, y0, y1) of the image in the units of ``xy``; row 0 is at
+    y1. A pixel takes the colour of the nearest triangle at its centre (depth interpolated across each triangle),
+    so the result does not depend on the order of the faces. Vectorised numpy: every triangle's bounding box is
+    expanded into candidate pixels, tested with barycentric coordinates, and the nearest candidate per pixel wins."""
+    rows, cols = shape
+    x0, x1, y0, y1 = extent
+    f = np.asarray(faces, dtype=np.int64)
+    px = (np.asarray(xy[:, 0], dtype=np.float64) - x0) / (x1 - x0) * cols
+    py = (y1 - np.asarray(xy[:, 1], dtype=np.float64)) / (y1 - y0) * rows
+    a, b, c = f[:, 0], f[:, 1], f[:, 2]
+    tx = np.stack([px[a], px[b], px[c]], axis=1)
+    ty = np.stack([py[a], py[b], py[c]], axis=1)
+    lo_x = np.clip(np.ceil(tx.min(axis=1) - 0.5), 0, cols).astype(np.int64)  # pixel centres at i + 0.5
+    hi_x = np.clip(np.floor(tx.max(axis=1) - 0.5) + 1, 0, cols).astype(np.int64)
+    lo_y = np.clip(np.ceil(ty.min(axis=1) - 0.5), 0, rows).astype(np.int64)
+    hi_y = np.clip(np.floor(ty.max(axis=1) - 0.5) + 1, 0, rows).astype(np.int64)
+    w, h = np.maximum(hi_x - lo_x, 0), np.maximum(hi_y - lo_y, 0)
+    count = w * h
+    image = np.zeros((rows, cols, 4))
+    keep = count > 0
+    if not keep.any():
+        return image
+    face = np.repeat(np.flatnonzero(keep), count[keep])
+    local = np.arange(face.size) - np.repeat(np.cumsum(count[keep]) - count[keep], count[keep])
+    ix = lo_x[face] + local % w[face]
+    iy = lo_y[face] + local // w[face]
+    tx, ty = tx.astype(np.float32), ty.astype(np.float32)
+    cx, cy = ix.astype(np.float32) + 0.5, iy.astype(np.float32) + 0.5
+    ax_, ay_ = tx[face, 0], ty[face, 0]
+    e1x, e1y = tx[face, 1] - ax_, ty[face, 1] - ay_
+    e2x, e2y = tx[face, 2] - ax_, ty[face, 2] - ay_
+    det = e1x * e2y - e1y * e2x
+    ok = np.abs(det) > 1e-6  # in pixels²: degenerate (zero-area) triangles cover nothing
+    det = np.where(ok, det, np.float32(1.0))
+    u = ((cx - ax_) * e2y - (cy - ay_) * e2x) / det
+    v = ((cy - ay_) * e1x - (cx - ax_) * e1y) / det
+    eps = 1e-5
+    inside = ok & (u >= -eps) & (v >= -eps) & (u + v <= 1 + eps)
+    face, ix, iy, u, v = face[inside], ix[inside], iy[inside], u[inside], v[inside]
+    d = np.asarray(depth, dtype=np.float64)
+    z = d[a[face]] * (1 - u - v) + d[b[face]] * u + d[c[face]] * v
+    pixel = iy * cols + ix
+    order = np.lexsort((z, pixel))  # by pixel, nearest last
+    pixel, face = pixel[order], face[order]
+    last = np.r_[pixel[1:] != pixel[:-1], True]
+    flat = image.reshape(-1, 4)
+    flat[pixel[last], :3] = np.asarray(colours, dtype=np.float64)[face[last], :3]
+    flat[pixel[last], 3] = 1.0
+    return image
+
+
 def _draw_surface(ax, vertices: NDArray, faces: NDArray, values: NDArray, hemi: str, view: str,
-                  cmap, norm) -> None:
-    """Painter's algorithm: front-facing triangles sorted far → near, coloured by the mean of their vertices'
-    values (grey where any is NaN), shaded by the angle between their normal and the view direction."""
+                  cmap, norm, pixels_per_mm: float = 2.5) -> None:
+    """Front-facing triangles coloured by the mean of their vertices' values (grey where any is NaN), shaded by
+    the angle between their normal and the view direction, rendered with a z-buffer (``rasterize_triangles``) at
+    ``pixels_per_mm`` and shown as an image (downsampled with antialiasing to the panel's size)."""
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     xy, depth = view_projection(v, hemi, view)
@@ -453,16 +509,17 @@ def _draw_surface(ax, vertices: NDArray, faces: NDArray, values: NDArray, hemi: 
     facing = normal @ towards / np.where(length > 0, length, 1.0)
     front = facing > 0
     f, facing = f[front], facing[front]
-    order = np.argsort(depth[f].mean(axis=1))
-    f, facing = f[order], facing[order]
     vals = np.asarray(values, dtype=np.float64)[f].mean(axis=1)
     rgba = np.asarray(cmap(norm(np.where(np.isfinite(vals), vals, 0.0))))
     rgba[~np.isfinite(vals), :3] = _NAN_GREY
-    shade = 0.35 + 0.65 * facing
-    rgba[:, :3] *= shade[:, None]
-    ax.add_collection(PolyCollection(xy[f], facecolors=rgba, edgecolors="none", antialiased=False))
-    ax.set_xlim(xy[:, 0].min() - 2, xy[:, 0].max() + 2)
-    ax.set_ylim(xy[:, 1].min() - 2, xy[:, 1].max() + 2)
+    rgba[:, :3] *= (0.35 + 0.65 * facing)[:, None]
+    extent = (xy[:, 0].min() - 2, xy[:, 0].max() + 2, xy[:, 1].min() - 2, xy[:, 1].max() + 2)
+    shape = (max(int(round((extent[3] - extent[2]) * pixels_per_mm)), 1),
+             max(int(round((extent[1] - extent[0]) * pixels_per_mm)), 1))
+    image = rasterize_triangles(xy, depth, f, rgba, extent, shape)
+    ax.imshow(image, extent=extent, origin="upper", interpolation="antialiased", interpolation_stage="rgba")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
     ax.set_axis_off()
 

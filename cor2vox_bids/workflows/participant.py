@@ -9,7 +9,7 @@ from nipype.pipeline import engine as pe
 from ..bids.inputs import ParticipantInputs
 from ..interfaces.derivatives import WriteDerivatives
 from ..interfaces.qc import QualityControl
-from ..interfaces.reports import ParticipantReportNode
+from ..interfaces.reports import ParticipantFigures, ParticipantReportNode
 from ..interfaces.surfaces import Ingest, ingest_inputs
 from ..interfaces.synthesis import Conditioning, RealOnGrid, Synthesize
 from .atrophy import add_series_outputs
@@ -95,10 +95,12 @@ def init_participant_wf(
         mem_gb=1.0,
         run_without_submitting=True,
     )
+    figures = pe.Node(ParticipantFigures(subject=p.subject, session=p.session or "", model=str(model)),
+                      name="figures", mem_gb=1.0)
     report = pe.Node(
         ParticipantReportNode(**publish, inputs=report_inputs(p)),
         name="report",
-        mem_gb=1.0,
+        mem_gb=0.5,
         run_without_submitting=True,  # always rewritten (the page must match the published files): no job
     )
     wf.connect(
@@ -111,9 +113,12 @@ def init_participant_wf(
             (synth, sink, [("synthetic", "synthetic")]),
             (conditioning, sink, [("maps", "maps")]),
             (qc, sink, [("qc_dir", "qc_dir")]),
-            (ingest, report, [("hemispheres", "hemispheres"), ("warnings", "warnings")]),
-            (conditioning, report, [("maps", "maps")]),
-            (synth, report, [("synthetic", "synthetic")]),
+            (ingest, figures, [("hemispheres", "hemispheres")]),
+            (conditioning, figures, [("maps", "maps")]),
+            (synth, figures, [("synthetic", "synthetic")]),
+            (qc, figures, [("qc_dir", "qc_dir")]),
+            (ingest, report, [("warnings", "warnings")]),
+            (figures, report, [("index", "figures")]),
             (qc, report, [("qc_dir", "qc_dir")]),
             (sink, report, [("out_files", "published")]),
         ]
@@ -121,7 +126,7 @@ def init_participant_wf(
     if p.t1w is not None:
         real = pe.Node(RealOnGrid(t1w=str(p.t1w)), name="real_on_grid", mem_gb=1.0)
         wf.connect([(conditioning, real, [("maps", "maps")]), (real, qc, [("real", "real")]),
-                    (real, report, [("real", "real")])])
+                    (real, figures, [("real", "real")])])
         qc.inputs.real_native = str(p.t1w)
     if atrophy is not None or len(seeds) >= 2:
         series = add_series_outputs(

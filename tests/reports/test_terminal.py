@@ -109,7 +109,18 @@ def test_node_status_lines_name_the_participant_and_the_step(caplog, tmp_path):
         cb(node("ingest", cached), "start")
         cb(node("ingest", cached), "end")
         cb(node("report"), "exception")
+        # MultiProc runs run_without_submitting nodes in the main process with no "start": a result written
+        # during the run means the node ran (its time from the result file), an older one that it was reused
+        ran = tmp_path / "derivatives"
+        ran.mkdir()
+        (ran / "result_derivatives.pklz").write_bytes(b"")
+        here = SimpleNamespace(**vars(node("derivatives", ran)),
+                               result=SimpleNamespace(runtime=SimpleNamespace(duration=7.4)))
+        cb(here, "end")
+        cb(node("ingest", cached), "end")
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("sub-01: quality control done (") and lines[0].endswith(" s)")
     assert lines[1] == "sub-01: reading and checking the surfaces reused from the work folder"
-    assert "report failed" in lines[2] and len(lines) == 3
+    assert "report failed" in lines[2]
+    assert lines[3] == "sub-01: writing derivatives done (7 s)"
+    assert lines[4] == "sub-01: reading and checking the surfaces reused from the work folder" and len(lines) == 5
