@@ -121,9 +121,10 @@ class Settings(BaseModel):
         description="Seed of the first sample; sample i uses random-seed + i.",
         json_schema_extra=_meta("Synthesis", ["--random-seed"]),
     )
-    steps: int = Field(
-        default=10, ge=1, le=1000,
-        description="Number of Brownian-bridge sampling steps.",
+    steps: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Number of Brownian-bridge sampling steps (default: the model's own, `sampling.steps` in its "
+        "config.json, else 10; the shipped demo model: 5, see docs/training.md).",
         json_schema_extra=_meta("Synthesis", ["--steps"]),
     )
     eta: float = Field(

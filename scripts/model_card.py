@@ -3,7 +3,8 @@
 
     python scripts/model_card.py MODEL_DIR BIDS_DIR --participant-label 15 16 [--work WORK] [--verify]
 
-For each held-out participant: synthesize one image (seed 0, 10 steps) with the same steps the BIDS App uses,
+For each held-out participant: synthesize one image (seed 0) with the sampling steps the BIDS App uses for the model
+(``sampling.steps`` in its config.json, else 10),
 run the same QC (``interfaces.qc.run_qc``) with the participant's real T1w, and compare with a trivial baseline: the
 undeformed template T1 (fsaverage5, placed in the participant's scanner frame) against the same real image.
 Writes ``model_card.json`` and ``model_card.md`` into MODEL_DIR. Every number of the card is computed here: the
@@ -26,6 +27,7 @@ import numpy as np
 from cor2vox_bids import __version__
 from cor2vox_bids.bids.inputs import collect_inputs
 from cor2vox_bids.diffusion.checkpoint import file_sha256, verify_model
+from cor2vox_bids.execution.model import model_sampling_steps
 from cor2vox_bids.geometry.surfaces import load_hemispheres, save_hemispheres
 from cor2vox_bids.interfaces.qc import run_qc
 from cor2vox_bids.interfaces.surfaces import load_and_validate, with_mesh_thickness
@@ -93,7 +95,7 @@ def evaluate(model: Path, bids: Path, labels: list[str], work: Path) -> list[dic
         save_hemispheres(d / "hemispheres.npz", with_mesh_thickness(hemis))
         make_conditioning(d / "hemispheres.npz", cfg["grid"]["shape"], cfg["grid"]["spacing_mm"], d / "maps.npz")
         t0 = time.perf_counter()
-        synth = synthesize_sample(d / "maps.npz", model, 0, 10, 1.0, "cpu", d / "synth.nii.gz")
+        synth = synthesize_sample(d / "maps.npz", model, 0, model_sampling_steps(cfg), 1.0, "cpu", d / "synth.nii.gz")
         seconds = time.perf_counter() - t0
         real = real_on_grid(p.t1w, d / "maps.npz", d / "real.nii.gz")
         qc_dir = run_qc(d / "hemispheres.npz", d / "maps.npz", [synth], real, d / "qc", real_native=p.t1w)
@@ -265,6 +267,9 @@ held-out participants, from the EMA weights (shipped) and from the raw training 
 {chr(10).join(val)}
 
 ## Held-out participants (measured by `scripts/model_card.py` with the QC code)
+
+Each synthesized with seed 0 and {model_sampling_steps(cfg)} sampling steps (the model's default, `sampling.steps` in
+config.json), as the BIDS App does.
 
 SSIM/PSNR/MAE: synthetic vs the participant's real T1w on the model grid, inside the pial surfaces (brain) or the
 head. Baseline: the undeformed template T1 placed in the participant's scanner frame vs the same real image.

@@ -10,6 +10,8 @@ from ..errors import ModelError
 from ..settings import Settings
 
 DEMO_MODEL_DIR = "demo_model"
+#: sampling steps when neither ``--steps`` nor the model's config.json (``sampling.steps``) says
+DEFAULT_SAMPLING_STEPS = 10
 
 
 def default_model_path() -> Path:
@@ -29,6 +31,7 @@ class ModelInfo:
     device: str  # resolved torch device string ("cpu", "cuda:0")
     grid_shape: tuple[int, int, int]
     spacing_mm: float
+    sampling_steps: int = DEFAULT_SAMPLING_STEPS  # the model's default number of sampling steps
 
     def summary(self) -> dict:
         return {
@@ -39,6 +42,7 @@ class ModelInfo:
             "device": self.device,
             "grid_shape": list(self.grid_shape),
             "spacing_mm": self.spacing_mm,
+            "sampling_steps": self.sampling_steps,
         }
 
     @property
@@ -62,6 +66,16 @@ def runs_remotely(settings: Settings) -> bool:
     return isinstance(data, dict) and str(data.get("plugin", "")) not in LOCAL_PLUGINS
 
 
+def model_sampling_steps(config: dict, cfg_path: Path | None = None) -> int:
+    """The model's default number of sampling steps: ``sampling.steps`` in its config.json, else 10 (exit 65
+    when it is not an integer from 1 to 1000)."""
+    sampling = config.get("sampling") if isinstance(config.get("sampling"), dict) else {}
+    steps = sampling.get("steps", DEFAULT_SAMPLING_STEPS)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+        raise ModelError(f"sampling.steps must be an integer from 1 to 1000, not {steps!r}", cfg_path)
+    return steps
+
+
 def check_model_and_device(settings: Settings) -> ModelInfo:
     """Verify the model's files and checksum and resolve ``--device``; raises ModelError / DeviceUnavailableError."""
     from ..diffusion.checkpoint import model_paths, verify_model
@@ -77,6 +91,7 @@ def check_model_and_device(settings: Settings) -> ModelInfo:
     # With a cluster plugin the nodes run elsewhere: the device is resolved on the compute node, not here.
     device = settings.device if runs_remotely(settings) else resolve_device(settings.device)
     grid = config["grid"]
+    steps = model_sampling_steps(config, cfg_path)
     return ModelInfo(
         path=Path(path),
         weights=weights,
@@ -86,4 +101,5 @@ def check_model_and_device(settings: Settings) -> ModelInfo:
         device=str(device),
         grid_shape=tuple(int(s) for s in grid["shape"]),
         spacing_mm=float(grid["spacing_mm"]),
+        sampling_steps=steps,
     )

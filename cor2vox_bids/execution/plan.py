@@ -104,11 +104,16 @@ def seeds_of(settings: Settings) -> list[int]:
     return [settings.random_seed + i for i in range(settings.num_samples)]
 
 
+def steps_of(settings: Settings, model: ModelInfo) -> int:
+    """Sampling steps: ``--steps``, else the model's default (``sampling.steps`` in its config.json)."""
+    return settings.steps if settings.steps is not None else model.sampling_steps
+
+
 def plan_lines(settings: Settings, plan: WorkPlan, model: ModelInfo) -> list[str]:
     """What ``--dry-run`` prints: per participant, its inputs and the outputs it would write."""
     lines = [
         f"model: {model.label} sha256={model.sha256[:12]}… grid {model.grid_shape} @ {model.spacing_mm} mm, "
-        f"device {model.device}; {settings.steps} steps, seeds {seeds_of(settings)}"
+        f"device {model.device}; {steps_of(settings, model)} steps, seeds {seeds_of(settings)}"
     ]
     for p in plan.ready:
         lines.append(f"{p.key}: surfaces from {p.source} ({p.hemis['L'].white.parent}), T1w: {p.t1w or 'none'}")

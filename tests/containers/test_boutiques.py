@@ -114,7 +114,9 @@ def test_numbers_bounds_and_defaults(descriptor):
     inputs = {item["id"]: item for item in descriptor["inputs"]}
     fields = Settings.model_fields
     assert inputs["random_seed"]["integer"] is True and inputs["random_seed"]["minimum"] == 0
-    assert inputs["steps"]["default-value"] == fields["steps"].default
+    assert inputs["steps"]["integer"] is True and inputs["steps"]["minimum"] == 1
+    assert fields["steps"].default is None and "default-value" not in inputs["steps"]  # the model's default
+    assert inputs["num_samples"]["default-value"] == fields["num_samples"].default
     assert inputs["eta"]["integer"] is False and inputs["eta"]["maximum"] == 1.0
     assert inputs["mem"].get("exclusive-minimum") is True
     assert inputs["analysis_level"]["value-choices"] == ["participant", "group"]
