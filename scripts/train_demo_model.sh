@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ROOT=${ROOT:-work/demo_model}
 N=${N:-22}              # pseudo-participants; the last two are held out (make demo runs on them)
-STEPS=${STEPS:-3250}
+STEPS=${STEPS:-4500}
 EMA_START=${EMA_START:-500}
 INIT=${INIT-cor2vox_bids/data/demo_model}
 BASE=${BASE:-16}
