@@ -55,7 +55,7 @@ from ..qc.atrophy import (
     write_atrophy_tsv,
 )
 from .common import PublishInputSpec, optional_session
-from .synthesis import progress_writer, read_maps, save_maps, save_volume
+from .synthesis import SamplingInputSpec, load_for_sampling, progress_writer, read_maps, save_maps, save_volume
 
 
 @dataclass(frozen=True)
@@ -182,17 +182,11 @@ def synthesize_steps(maps_files: Sequence[Path], model_path: Path, seed: int, st
     """The synthetic T1w of every step (one per conditioning file, in order), all with ``seed``, the steps batched
     ``batch_size`` at a time (``diffusion.synthesize_series``). Each equals the one-image synthesis of its maps with
     that seed up to the rounding of batched kernels."""
-    import torch
-
-    from ..diffusion.checkpoint import load_model
     from ..diffusion.conditioning import prepare_condition
-    from ..diffusion.inference import resolve_device, synthesize_series
+    from ..diffusion.inference import synthesize_series
 
-    if threads:
-        torch.set_num_threads(int(threads))
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    model, config = load_model(model_path, dev)
+    model, config, dev = load_for_sampling(model_path, device, threads)
     conditions, grids = [], []
     for path in maps_files:
         maps, affine = read_maps(Path(path))
@@ -348,22 +342,10 @@ class StepConditioning(SimpleInterface):
         return runtime
 
 
-class _SeriesSynthInputSpec(BaseInterfaceInputSpec):
+class _SeriesSynthInputSpec(SamplingInputSpec):  # seed: the baseline's
     maps = InputMultiObject(File(exists=True), mandatory=True, desc="conditioning maps of every step, in order")
-    model = traits.Str(mandatory=True, desc="model folder or .safetensors")
-    model_sha256 = traits.Str(mandatory=True, desc="checked weights hash (part of the cache key)")
-    seed = traits.Int(mandatory=True, desc="the baseline's seed")
-    steps = traits.Int(10, usedefault=True)
-    eta = traits.Float(1.0, usedefault=True)
-    device = traits.Str("cpu", usedefault=True)
-    threads = traits.Int(1, usedefault=True)
     batch_size = traits.Int(MAX_SERIES_BATCH, usedefault=True, nohash=True,
                             desc="steps per network call (the images do not depend on it beyond rounding)")
-    label = traits.Str("", usedefault=True, desc="participant key, for progress messages")
-    progress_dir = traits.Str("", usedefault=True, nohash=True,
-                              desc="folder for progress lines the main process prints (empty: log them here)")
-    use_gpu = traits.Bool(False, usedefault=True, nohash=True,
-                          desc="Nipype's GPU slot accounting (MultiProc n_gpu_procs): one GPU node at a time")
 
 
 class _SeriesSynthOutputSpec(TraitedSpec):

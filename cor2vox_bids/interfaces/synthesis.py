@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -13,6 +14,11 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 from ..bids import atomic, naming
 from ..geometry import MAP_NAMES, ModelGrid, conditioning_maps, resample, set_num_threads
 from ..geometry.surfaces import Hemisphere, load_hemispheres
+
+if TYPE_CHECKING:  # torch is imported only where a node samples
+    import torch
+
+    from ..diffusion.unet import UNet3D
 
 LOGGER = logging.getLogger("cor2vox_bids.interfaces")
 
@@ -74,6 +80,21 @@ def real_on_grid(t1w: Path, maps_npz: Path, out_nii: Path) -> Path:
     return save_volume(out_nii, scaled.astype(np.float32), affine)
 
 
+def load_for_sampling(model_path: Path, device: str, threads: int | None = None) -> tuple[UNet3D, dict, torch.device]:
+    """(model, config, torch device) for a synthesis node: torch's thread count set to ``threads`` (when given),
+    the device resolved and the model loaded onto it."""
+    import torch
+
+    from ..diffusion.checkpoint import load_model
+    from ..diffusion.inference import resolve_device
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    model, config = load_model(model_path, dev)
+    return model, config, dev
+
+
 def synthesize_sample(
     maps_npz: Path,
     model_path: Path,
@@ -86,17 +107,11 @@ def synthesize_sample(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """One synthetic T1w (float32 in [0, 1], on the model grid in scanner RAS) for one seed."""
-    import torch
-
-    from ..diffusion.checkpoint import load_model
     from ..diffusion.conditioning import prepare_condition
-    from ..diffusion.inference import resolve_device, synthesize
+    from ..diffusion.inference import synthesize
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    model, config, dev = load_for_sampling(model_path, device, threads)
     maps, affine = read_maps(maps_npz)
-    dev = resolve_device(device)
-    model, config = load_model(model_path, dev)
     cond = prepare_condition(maps, config)
     (volume,) = synthesize(
         model, config, cond, [int(seed)], steps=int(steps), eta=float(eta), device=dev, progress=progress
@@ -157,8 +172,9 @@ class Conditioning(SimpleInterface):
         return runtime
 
 
-class _SynthInputSpec(BaseInterfaceInputSpec):
-    maps = File(exists=True, mandatory=True)
+class SamplingInputSpec(BaseInterfaceInputSpec):
+    """What every synthesis node is told: model, seed, sampling settings, device, threads and progress."""
+
     model = traits.Str(mandatory=True, desc="model folder or .safetensors")
     model_sha256 = traits.Str(mandatory=True, desc="checked weights hash (part of the cache key)")
     seed = traits.Int(mandatory=True)
@@ -175,6 +191,10 @@ class _SynthInputSpec(BaseInterfaceInputSpec):
         nohash=True,
         desc="Nipype's GPU slot accounting (MultiProc n_gpu_procs): one GPU node at a time",
     )
+
+
+class _SynthInputSpec(SamplingInputSpec):
+    maps = File(exists=True, mandatory=True)
 
 
 class _SynthOutputSpec(TraitedSpec):
