@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import TABLE_COLUMNS, build_cells, gather_spheres, query_sqdist, triangle_table
+from ._kernels import TABLE_COLUMNS, build_cells, gather_spheres, mean_edge_length, query_sqdist, triangle_table
 
 CELL_EDGES = 4.0  # cell size in mean edge lengths (benchmarks/bench_thickness.py --cells tunes it)
 MAX_CELLS = 1 << 24  # the cell size grows until the grid has at most this many cells
@@ -56,7 +56,7 @@ def build_index(vertices: np.ndarray, faces: np.ndarray, cell_edges: float = CEL
                              np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros((0, 8)))
     lo, hi = v.min(axis=0), v.max(axis=0)
     extent = np.maximum(hi - lo, 1e-9)
-    edge = float(np.mean(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
+    edge = float(mean_edge_length(v, f))
     cell = max(cell_edges * edge, float(extent.max()) * 1e-6, 1e-9)
     while np.prod(np.floor(extent / cell) + 1) > MAX_CELLS:
         cell *= 1.25
@@ -84,15 +84,24 @@ def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = n
     if on_mesh is not None:
         hint = np.asarray(on_mesh, dtype=np.float64).reshape(-1, 3) - q
         np.minimum(upper, np.einsum("ij,ij->i", hint, hint) * (1.0 + 1e-12), out=upper)
-    # visit the queries cell by cell: neighbours share candidate triangles (cache) and the previous query's
-    # closest triangle is a tight first bound (the kernel's warm start)
-    cells = np.clip(np.floor((q - index.origin) / index.cell), 0, index.dims - 1).astype(np.int64)
-    order = np.argsort((cells[:, 0] * index.dims[1] + cells[:, 1]) * index.dims[2] + cells[:, 2], kind="stable")
+    # visit the queries along a Z-order curve (quarter cells): neighbours share candidate triangles (cache) and
+    # the previous query's closest triangle is a tight first bound (the kernel's warm start)
+    order = np.argsort(_z_order(q, index.origin, index.cell / 4.0), kind="stable")
     qs, us = np.ascontiguousarray(q[order]), np.ascontiguousarray(upper[order])
     query_sqdist(qs, us, index.table, index.origin, index.cell, index.dims, index.start, index.items, index.spheres,
                  us)
     out[order] = np.minimum(np.sqrt(us, out=us), float(max_dist))
     return out
+
+
+def _z_order(points: np.ndarray, origin: np.ndarray, step: float, bits: int = 10) -> np.ndarray:
+    """Morton (Z-order) codes of points quantised to ``step`` from ``origin`` (``bits`` per axis, clipped)."""
+    cells = np.clip(np.floor((points - origin) / step), 0, (1 << bits) - 1).astype(np.int64)
+    code = np.zeros(len(points), dtype=np.int64)
+    for b in range(bits):
+        for ax in range(3):
+            code |= ((cells[:, ax] >> b) & 1) << (3 * b + ax)
+    return code
 
 
 def _triangle_table(pa: np.ndarray, pb: np.ndarray, pc: np.ndarray) -> np.ndarray:

@@ -92,6 +92,19 @@ def point_triangle_sqdist1(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     return h * h / (nx * nx + ny * ny + nz * nz)
 
 
+@njit(cache=True, parallel=True)
+def mean_edge_length(v, f):
+    """Mean length of the first edge (corner 0 → 1) of every face (float; 0 without faces)."""
+    m = f.shape[0]
+    total = 0.0
+    for t in prange(m):
+        dx = v[f[t, 1], 0] - v[f[t, 0], 0]
+        dy = v[f[t, 1], 1] - v[f[t, 0], 1]
+        dz = v[f[t, 1], 2] - v[f[t, 0], 2]
+        total += math.sqrt(dx * dx + dy * dy + dz * dz)
+    return total / m if m > 0 else 0.0
+
+
 @njit(cache=True)
 def build_cells(v, f, origin, cell, dims):
     """CSR lists (start (ncells + 1,), items) of the triangles whose box overlaps each cell."""
@@ -126,10 +139,42 @@ def build_cells(v, f, origin, cell, dims):
 TABLE_COLUMNS = 17
 
 
+@njit(cache=True)
+def _enclosing_sphere(out, t):
+    """The smallest sphere holding triangle row ``t``'s corners (0:9) → centre (9:12), radius (12), in the
+    triangle's plane: the circumcentre of an acute triangle, else the middle of its longest edge (a degenerate
+    triangle: the middle of its longest edge as well). The radius is the largest corner distance, rounded up."""
+    # squared edge lengths opposite each corner: a2 = |bc|^2, b2 = |ca|^2, c2 = |ab|^2
+    a2 = b2 = c2 = 0.0
+    for ax in range(3):
+        ab, bc, ca = out[t, 3 + ax] - out[t, ax], out[t, 6 + ax] - out[t, 3 + ax], out[t, ax] - out[t, 6 + ax]
+        c2 += ab * ab
+        a2 += bc * bc
+        b2 += ca * ca
+    # barycentric weights of the circumcentre: a2 (b2 + c2 - a2), ...; all positive for an acute triangle
+    wa, wb, wc = a2 * (b2 + c2 - a2), b2 * (c2 + a2 - b2), c2 * (a2 + b2 - c2)
+    total = wa + wb + wc
+    if wa > 0.0 and wb > 0.0 and wc > 0.0 and total > 0.0:
+        for ax in range(3):
+            out[t, 9 + ax] = (wa * out[t, ax] + wb * out[t, 3 + ax] + wc * out[t, 6 + ax]) / total
+    else:  # right, obtuse or degenerate: the longest edge's middle holds the opposite corner
+        i, j = (1, 2) if a2 >= b2 and a2 >= c2 else ((2, 0) if b2 >= c2 else (0, 1))
+        for ax in range(3):
+            out[t, 9 + ax] = 0.5 * (out[t, 3 * i + ax] + out[t, 3 * j + ax])
+    r = 0.0
+    for corner in range(3):
+        d = 0.0
+        for ax in range(3):
+            g = out[t, 3 * corner + ax] - out[t, 9 + ax]
+            d += g * g
+        r = max(r, d)
+    out[t, 12] = math.sqrt(r) * (1.0 + 1e-9) + 1e-12
+
+
 @njit(cache=True, parallel=True)
 def triangle_table(v, f):
-    """(m, 17) float64 rows: corners a, b, c (0:9); centroid (9:12) and radius (12) of a bounding sphere;
-    unit normal (13:16); half-thickness (16) of the slab around the centroid's plane holding the corners.
+    """(m, 17) float64 rows: corners a, b, c (0:9); centre (9:12) and radius (12) of the smallest enclosing sphere;
+    unit normal (13:16); half-thickness (16) of the slab around the centre's plane holding the corners.
 
     The normal is 0 for a degenerate triangle (then the search uses the sphere alone); the half-thickness
     absorbs the rounding of the normal, so the plane bound of :func:`_search` is a true lower bound."""
@@ -140,16 +185,8 @@ def triangle_table(v, f):
             out[t, ax] = v[f[t, 0], ax]
             out[t, 3 + ax] = v[f[t, 1], ax]
             out[t, 6 + ax] = v[f[t, 2], ax]
-            out[t, 9 + ax] = (out[t, ax] + out[t, 3 + ax] + out[t, 6 + ax]) / 3.0
-        r = 0.0
-        for corner in range(3):
-            d = 0.0
-            for ax in range(3):
-                g = out[t, 3 * corner + ax] - out[t, 9 + ax]
-                d += g * g
-            r = max(r, d)
-        rad = math.sqrt(r) * (1.0 + 1e-9) + 1e-12
-        out[t, 12] = rad
+        _enclosing_sphere(out, t)
+        rad = out[t, 12]
         e0x, e0y, e0z = out[t, 3] - out[t, 0], out[t, 4] - out[t, 1], out[t, 5] - out[t, 2]
         e1x, e1y, e1z = out[t, 6] - out[t, 0], out[t, 7] - out[t, 1], out[t, 8] - out[t, 2]
         nx, ny, nz = e0y * e1z - e0z * e1y, e0z * e1x - e0x * e1z, e0x * e1y - e0y * e1x
