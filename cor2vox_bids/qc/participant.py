@@ -202,7 +202,8 @@ SUMMARY_DICTIONARY: dict[str, dict[str, str]] = {
     "fraction_outside_<kind>": {"Description": "fraction of vertices whose lines leave the image", "Units": "1"},
     "median_se_mm_<kind>": {"Description": "median standard error of the measured vertices' image thickness",
                             "Units": "mm"},
-    "blur_sigma_mm_<kind>": {"Description": "effective Gaussian blur of the image fitted at the cortex",
+    "blur_sigma_mm_<kind>": {"Description": "effective Gaussian blur σ of the image at the cortex: the σ whose "
+                                            "per-line slab fits leave the least residual (the σ the measure uses)",
                              "Units": "mm"},
     "noise_sd_<kind>": {"Description": "voxel noise sd from neighbouring deep-WM voxels", "Units": "image units"},
     "slab_model_<kind>": {"Description": "'fits', or why the image shows no cortical slab (then nothing is "

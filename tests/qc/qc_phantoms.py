@@ -149,6 +149,15 @@ def sector_labels(vertices: NDArray, centre: tuple[float, float, float] = CENTRE
     return (lon * 3 + lat).astype(np.int64), [f"sector{i:02d}" for i in range(12)]
 
 
+def sulcal_gap(u: NDArray) -> NDArray:
+    """Width (mm) of the CSF between the pial surface and the opposite bank of a sulcus in :func:`bumpy_phantom`
+    with ``opposite_bank``: 0.3–2.0 mm (banks almost touching to a wider sulcus) over a third of the sphere, +inf
+    (open CSF, a gyral crown) elsewhere; varying smoothly."""
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    g = 2.3 + 2.0 * np.sin(2.0 * x + 1.5 * z + 0.7) * np.cos(1.7 * y - 0.4)
+    return np.where(g <= 2.0, g, np.inf)
+
+
 def bumpy_phantom(
     *,
     spacing: float = 1.0,
@@ -159,13 +168,16 @@ def bumpy_phantom(
     bias: float = 0.1,
     supersample: int = 3,
     thinning_mm: NDArray | None = None,
+    opposite_bank: bool = False,
     seed: int = 0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """T1w-like image of the bumpy phantom: WM inside the white surface, GM up to the pial, CSF outside.
 
     Partial volume: each voxel is the mean of ``supersample``³ point samples inside it (the fraction of each tissue
     in the voxel). Then a Gaussian PSF (σ in mm), a smooth multiplicative bias field (1 ± ``bias``) and Gaussian
-    noise (sd ``noise_sd``; default SNR WM/sd = 20). Returns (image, affine).
+    noise (sd ``noise_sd``; default SNR WM/sd = 20). With ``opposite_bank`` the CSF outside the pial surface is a
+    gap of :func:`sulcal_gap` width followed by a 2.5 mm shell of GM (the other bank of a sulcus) and then CSF,
+    as along lines that cross a sulcus in a folded cortex. Returns (image, affine).
     """
     n = int(round(fov_mm / spacing))
     shape = (n, n, n)
@@ -182,7 +194,11 @@ def bumpy_phantom(
                 u = p / np.maximum(r, 1e-9)[..., None]
                 rw = _white_radius(u)
                 rp = rw + _ribbon_thickness(u)
-                acc += np.where(r < rw, WM, np.where(r < rp, GM, CSF))
+                outside = CSF
+                if opposite_bank:
+                    bank = rp + sulcal_gap(u)
+                    outside = np.where((r >= bank) & (r < bank + 2.5), GM, CSF)
+                acc += np.where(r < rw, WM, np.where(r < rp, GM, outside))
     img = acc / supersample**3
     if psf_sigma_mm:
         img = ndimage.gaussian_filter(img, psf_sigma_mm / spacing, mode="nearest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from cor2vox_bids.geometry.thickness import closest_distance, cortical_thickness
 from cor2vox_bids.qc.lines import SurfaceIndex, closest_points
-from cor2vox_bids.qc.measure import calibrate_lines, measure_thickness, prepare_hemisphere
+from cor2vox_bids.qc.measure import calibrate_lines, half_sample_mode, measure_thickness, prepare_hemisphere
 from cor2vox_bids.qc.profiles import STATUS_MISFIT, STATUS_OK, normal_cdf_and_kernel
 from cor2vox_bids.qc.ribbon import fit_gmm_1d, ribbon_dice_in_brain
 from cor2vox_bids.qc.thickness import image_thickness
@@ -99,7 +100,7 @@ def test_definition_bias_gone_on_a_perfect_phantom():
 def test_known_thickness_per_resolution(bumpy, spacing, supersample, min_coverage, max_mae, min_vertex_r):
     """Bumpy cortex (thickness 1.9–3.6 mm, folds ±2.6 mm) with voxel-integrated partial volume, PSF σ 1 mm,
     a ±10 % bias field and noise (SNR 20). Measured here (seed 0): coverage 0.99 / 0.99 / 0.97, median error
-    −0.004 / +0.007 / +0.022 mm, vertex MAE 0.20 / 0.26 / 0.30 mm, vertex r 0.87 / 0.82 / 0.78, region r (12 sectors)
+    +0.019 / −0.008 / +0.040 mm, vertex MAE 0.21 / 0.25 / 0.30 mm, vertex r 0.87 / 0.82 / 0.78, region r (12 sectors)
     ≥ 0.99. Bounds leave room for other noise draws; the median error bound (0.05 mm) is the measure's bias."""
     hemi, fs, labels = bumpy
     img, aff = bumpy_phantom(spacing=spacing, supersample=supersample)
@@ -120,6 +121,65 @@ def test_known_thickness_per_resolution(bumpy, spacing, supersample, min_coverag
     assert 0.5 * err_sd < np.median(res.se[ok]) * np.sqrt(2) < 2.0 * err_sd
 
 
+@pytest.mark.parametrize(
+    "spacing, psf, min_coverage, max_median_abs",
+    [(1.0, 0.5, 0.95, 0.15), (1.5, 0.5, 0.90, 0.20), (2.0, 0.5, 0.78, 0.26), (2.0, 1.0, 0.70, 0.32)],
+)
+def test_folded_phantom_has_no_bias_per_resolution(bumpy, spacing, psf, min_coverage, max_median_abs):
+    """The bumpy cortex with the opposite bank of a sulcus beyond a third of its pial surface (CSF gap 0.3–2 mm,
+    then GM: what lines cross in a folded cortex), voxel-integrated partial volume, PSF σ 0.5 mm (the demo images)
+    or 1 mm, ±10 % bias field, SNR 20. Measured here (seeds 0 and 1): median error within ±0.05 mm at every
+    resolution, median |error| 0.12 / 0.16 / 0.22 / 0.26 mm, coverage 0.99 / 0.94–0.96 / 0.81–0.83 / 0.76–0.78.
+    At 2 mm and PSF 1 mm the edge-drop σ (the old calibration) is too large (1.47 mm against the 1.31 mm that
+    explains the profiles best) and read the cortex 0.13 mm thinner; the residual-fitted σ does not."""
+    hemi, fs, _ = bumpy
+    img, aff = bumpy_phantom(spacing=spacing, fov_mm=72.0, supersample=2 if spacing == 1.0 else 3,
+                             psf_sigma_mm=psf, opposite_bank=True)
+    model = calibrate_lines(img, aff, [hemi])
+    assert model.slab_ok and model.slab_vs_ramp < 0.9
+    res = measure_thickness(img, aff, hemi, model)
+    err = (res.thickness - fs)[np.isfinite(res.thickness)]
+    assert res.coverage >= min_coverage
+    assert abs(np.median(err)) < 0.08
+    assert np.median(np.abs(err)) < max_median_abs
+    if spacing == 2.0 and psf == 1.0:
+        assert model.sigma_mm < model.sigma_edges_mm - 0.08
+        edges = measure_thickness(img, aff, hemi, dataclasses.replace(model, sigma_mm=model.sigma_edges_mm))
+        assert np.nanmedian(edges.thickness - fs) < np.median(err) - 0.06
+
+
+def test_resampled_to_a_coarser_grid_has_no_bias(bumpy):
+    """What the QC does with a real T1w on the model grid: the 1 mm phantom (PSF σ 0.5 mm) resampled trilinearly
+    onto a 2 mm grid that is not aligned with it (point samples, no anti-aliasing). Measured here: median error
+    +0.006 mm, median |error| 0.14 mm, coverage 0.999."""
+    from scipy import ndimage
+
+    hemi, fs, _ = bumpy
+    img1, aff1 = bumpy_phantom(spacing=1.0, fov_mm=70.0, supersample=2, psf_sigma_mm=0.5)
+    n, sp = 30, 2.0
+    aff = np.diag([sp, sp, sp, 1.0])
+    aff[:3, 3] = CENTRE - (n - 1) / 2.0 * sp + np.array([0.3, 0.7, 0.1])
+    ijk = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    inv = np.linalg.inv(aff1)
+    vox = (ijk @ aff[:3, :3].T + aff[:3, 3]) @ inv[:3, :3].T + inv[:3, 3]
+    img = ndimage.map_coordinates(img1, vox.T, order=1).reshape(n, n, n)
+    res = measure_thickness(img, aff, hemi, calibrate_lines(img, aff, [hemi]))
+    err = (res.thickness - fs)[np.isfinite(res.thickness)]
+    assert res.coverage > 0.97
+    assert abs(np.median(err)) < 0.05 and np.median(np.abs(err)) < 0.18
+
+
+def test_half_sample_mode_ignores_a_minority_of_another_tissue():
+    """CSF samples of which a third land in the opposite bank's grey matter: the median is pulled towards GM, the
+    half-sample mode stays at CSF."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(CSF, 3.0, 2000), rng.normal(0.5 * (CSF + GM), 8.0, 1000)])
+    assert half_sample_mode(x) == pytest.approx(CSF, abs=0.7)
+    assert np.median(x) > CSF + 1.5
+    assert half_sample_mode(rng.normal(5.0, 1.0, 5001)) == pytest.approx(5.0, abs=0.15)
+    assert np.isnan(half_sample_mode(np.array([np.nan])))
+
+
 def test_thinning_is_measured_through_the_blur(bumpy):
     """The same phantom at 2 mm measured against surfaces 15 % thicker than the image: the measure follows the
     image (median image − surface ≈ −15 % of the thickness), it does not copy the surfaces."""
@@ -134,8 +194,9 @@ def test_thinning_is_measured_through_the_blur(bumpy):
 
 def test_gate_flags_ramps_instead_of_correcting_them():
     """An image with no cortical slab (intensity falls linearly from WM to CSF, like fsaverage's averaged T1):
-    a broad ramp is refused for the whole image (no WM plateau), a narrow one line by line at 1 mm (the slab
-    model leaves a residual a plain ramp does not); nothing is 'corrected' — those vertices have no value."""
+    a broad ramp is refused for the whole image (no WM plateau), a narrow one at 1 mm because a plain ramp
+    explains its profiles better than the slab model (median residual ratio slab/ramp ≈ 2); nothing is
+    'corrected' — those vertices have no value."""
     white, pial, f = sphere_surfaces()
     hemi = prepare_hemisphere("L", white, f, pial, f)
     for spacing in (1.0, 2.0):
