@@ -41,10 +41,14 @@ from ..geometry import (
 from ..geometry.atrophy import AtrophySpec, load_atrophy_spec, prescribe, region_mask, thinned_series
 from ..geometry.surfaces import Hemisphere, Surface, load_hemispheres, save_hemispheres
 from ..qc.atrophy import (
-    ATROPHY_TSV_DICTIONARY,
+    GAIN_SIGMA_MM,
+    EdgeShiftWindow,
     atrophy_rows,
     atrophy_targets,
+    atrophy_tsv_dictionary,
+    deep_white_reference,
     dk_region_masks,
+    intensity_gain,
     line_windows,
     pial_edge_shifts,
     plot_atrophy_series,
@@ -220,9 +224,15 @@ def _joined(meshes: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
 
 
 def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, step_hemis: Sequence[Path],
-                   baseline_image: Path, step_images: Sequence[Path], out_dir: Path) -> Path:
+                   baseline_image: Path, step_images: Sequence[Path], out_dir: Path, *,
+                   normalise: bool = True, gain_sigma_mm: float = GAIN_SIGMA_MM) -> Path:
     """Prescribed vs measured thinning for every step, hemisphere and region (the spec's regions first, then
-    the other DK regions), the targets of the last step and two figures, in ``out_dir``."""
+    the other DK regions), the targets of the last step and two figures, in ``out_dir``.
+
+    ``normalise``: measure ``image_mm`` after normalising each step image to the baseline with a smooth local gain
+    field (``qc.atrophy.intensity_gain``, Gaussian σ ``gain_sigma_mm``) estimated on deep white matter only —
+    inside the white surfaces (which never move in a series), deeper than the lines' inner end plus twice the
+    fitted blur, baseline above the grey/white midpoint. ``image_raw_mm`` is always the unnormalised measure."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = load_atrophy_spec(spec_path)
     if len(step_hemis) != spec.steps or len(step_images) != spec.steps:
@@ -233,33 +243,43 @@ def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, ste
     images = [_image(p)[0] for p in step_images]
     with np.load(prescription_npz) as data:
         prescription = {k: data[k] for k in data.files}
-    rows = []
     # the medial-axis test of the integration windows sees both hemispheres (lines stop at the midline too)
     all_pial = _joined([(h.pial.vertices, h.pial.faces) for h in base_hemis])
     all_white = _joined([(h.white.vertices, h.white.faces) for h in base_hemis])
     edge_models: dict[str, dict[str, float]] = {}
-    for i, h in enumerate(base_hemis):
+    fitted = []
+    for h in base_hemis:
+        w, p = h.white, h.pial
+        windows = line_windows(w.vertices, w.faces, p.vertices, p.faces, pial_mesh=all_pial, white_mesh=all_white)
+        contrast, whole, _ = regional_contrast(base_img, affine, windows, dk_region_masks(h.labels, h.names))
+        edge_models[h.hemi] = {"wm": whole.wm, "gm": whole.gm, "csf": whole.csf, "contrast": whole.contrast,
+                               "sigma_mm": whole.sigma_mm, "lines": whole.n_lines,
+                               "median_vertex_contrast": float(np.nanmedian(contrast))}
+        fitted.append((windows, contrast, whole))
+    gains, normalisation = (_step_gains(base_hemis, base_img, images, affine, [m for _, _, m in fitted],
+                                        gain_sigma_mm) if normalise else ([None] * len(images), {"applied": False}))
+    rows = []
+    for i, (h, (windows, contrast, whole)) in enumerate(zip(base_hemis, fitted)):
         own = spec_region_masks(spec, h)
         dk = dk_region_masks(h.labels, h.names)
         regions = {**own, **{k: v for k, v in dk.items() if k not in own}}
         w, p = h.white, h.pial
-        windows = line_windows(w.vertices, w.faces, p.vertices, p.faces, pial_mesh=all_pial, white_mesh=all_white)
-        contrast, whole, _ = regional_contrast(base_img, affine, windows, dk)
-        edge_models[h.hemi] = {"wm": whole.wm, "gm": whole.gm, "csf": whole.csf, "contrast": whole.contrast,
-                               "sigma_mm": whole.sigma_mm, "lines": whole.n_lines,
-                               "median_vertex_contrast": float(np.nanmedian(contrast))}
         base_thickness = np.asarray(h.thickness if h.thickness is not None else
                                     cortical_thickness(w.vertices, w.faces, p.vertices, p.faces), dtype=np.float64)
-        shifts = pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm)
+        raw = pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm)
+        shifts = (pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm,
+                                   gains=gains) if normalise else raw)
         for k in range(1, spec.steps + 1):
             thinned = stepped[k - 1][i]
             surface = base_thickness - np.asarray(thinned.thickness, dtype=np.float64)
             rows += atrophy_rows(k, h.hemi, regions, own.keys(), prescription[f"{h.hemi}_step{k:02d}"], surface,
-                                 shifts[k - 1])
+                                 shifts[k - 1], raw[k - 1])
     write_atrophy_tsv(rows, ATROPHY_FOLDER.path(out_dir, "table"))
-    ATROPHY_FOLDER.path(out_dir, "dictionary").write_text(json.dumps(ATROPHY_TSV_DICTIONARY, indent=2) + "\n")
+    ATROPHY_FOLDER.path(out_dir, "dictionary").write_text(
+        json.dumps(atrophy_tsv_dictionary(normalise, gain_sigma_mm), indent=2) + "\n")
     targets = atrophy_targets(rows)
     targets["image_edge_model"] = edge_models
+    targets["image_intensity_normalisation"] = normalisation
     ATROPHY_FOLDER.path(out_dir, "summary").write_text(json.dumps(targets, indent=2) + "\n")
     plot_prescribed_vs_measured(rows, ATROPHY_FOLDER.path(out_dir, "plot_figure"))
     first = spec.regions[0]
@@ -270,6 +290,53 @@ def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, ste
     plot_atrophy_series([base_img] + images, affine, centre, ATROPHY_FOLDER.path(out_dir, "series_figure"),
                         labels=["baseline"] + [f"step {k}" for k in range(1, spec.steps + 1)])
     return out_dir
+
+
+def _step_gains(hemis: Sequence[Hemisphere], base_img: np.ndarray, images: Sequence[np.ndarray], affine: np.ndarray,
+                models: Sequence, sigma_mm: float) -> tuple[list[np.ndarray], dict]:
+    """Gain fields (step ≈ gain × baseline) of the step images on deep white matter, and what to report of them:
+    the reference (depth, intensity floor, voxels) and per step the gain over the voxels the lines can reach
+    (inside the pial surfaces or within the window's outer reach of them)."""
+    window = EdgeShiftWindow()
+    shape = base_img.shape
+    sdf_white = np.min([signed_distance(h.white.vertices, h.white.faces, affine, shape) for h in hemis], axis=0)
+    sdf_pial = np.min([signed_distance(h.pial.vertices, h.pial.faces, affine, shape) for h in hemis], axis=0)
+    sigmas = [m.sigma_mm for m in models if np.isfinite(m.sigma_mm)]
+    levels = [0.5 * (m.wm + m.gm) for m in models if np.isfinite(m.wm) and np.isfinite(m.gm)]
+    # deeper than the lines' inner end plus twice the blur: no voxel the integral counts (nor its blur) serves as
+    # reference, so the normalisation cannot take away what the windows measure as an edge shift
+    depth = window.inner_mm + 2.0 * (max(sigmas) if sigmas else 2.0)
+    floor = min(levels) if levels else float(np.percentile(base_img[sdf_white < 0], 50))
+    reach = (sdf_pial <= window.outer_mm) & (sdf_white >= -window.inner_mm)
+    gains, per_step = [], []
+    for k, image in enumerate(images, 1):
+        # selected on the mean of the two images: selecting on the baseline alone would bias the ratio (regression
+        # to the mean where the images differ by noise)
+        reference = deep_white_reference(0.5 * (base_img + image), sdf_white, min_depth_mm=depth, min_level=floor)
+        gain = intensity_gain(base_img, image, reference, affine, sigma_mm=sigma_mm)
+        gains.append(gain)
+        g = gain[reach]
+        per_step.append({"step": k, "reference_voxels": int(reference.sum()), "min": float(g.min()),
+                         "p01": float(np.percentile(g, 1)), "median": float(np.median(g)),
+                         "p99": float(np.percentile(g, 99)), "max": float(g.max()),
+                         "reference_ratio": float(image[reference].sum() / base_img[reference].sum())
+                         if reference.any() else float("nan")})
+    report = {
+        "applied": True,
+        "method": "each step image divided by a smooth gain field (step / baseline), the Gaussian-weighted ratio "
+                  "of sums over deep white-matter voxels only (pulled to their global ratio farther than about "
+                  "3 sigma), before the edge-shift integral",
+        "sigma_mm": float(sigma_mm),
+        "reference": {"min_depth_mm": float(depth), "min_intensity": float(floor),
+                      "description": "inside the white surfaces, at least min_depth_mm deep (the lines' inner "
+                                     "end plus twice the fitted blur: disjoint from the integration windows), mean of "
+                                     "baseline and step intensity at least the grey/white midpoint of the edge "
+                                     "model (the lowest of the hemispheres)"},
+        "gain_where_lines_reach": per_step,
+        "gain_where_lines_reach_description": "inside the white surfaces within the lines' inner end, the ribbon "
+                                              "and outside the pial surfaces within the lines' outer end",
+    }
+    return gains, report
 
 
 # -- seed variability ----------------------------------------------------------------------------------------
@@ -379,6 +446,9 @@ class _AtrophyQCInputSpec(BaseInterfaceInputSpec):
     step_hemispheres = InputMultiObject(File(exists=True), mandatory=True)
     baseline = File(exists=True, mandatory=True, desc="baseline synthetic image (same seed as the steps)")
     step_images = InputMultiObject(File(exists=True), mandatory=True)
+    intensity_normalisation = traits.Bool(True, usedefault=True,
+                                          desc="normalise each step image to the baseline (local gain on deep "
+                                               "white matter) before the edge-shift integral")
 
 
 class _AtrophyQCOutputSpec(TraitedSpec):
@@ -395,7 +465,8 @@ class AtrophyQC(SimpleInterface):
         i = self.inputs
         out = run_atrophy_qc(Path(i.hemispheres), Path(i.spec), Path(i.prescription),
                              [Path(p) for p in i.step_hemispheres], Path(i.baseline),
-                             [Path(p) for p in i.step_images], Path(runtime.cwd) / "atrophy")
+                             [Path(p) for p in i.step_images], Path(runtime.cwd) / "atrophy",
+                             normalise=bool(i.intensity_normalisation))
         self._results["atrophy_dir"] = str(out)
         return runtime
 
@@ -597,7 +668,11 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
                      "pial surfaces thinned as the spec prescribes. Surface thinning is measured on the thinned "
                      "surfaces (FreeSurfer thickness), image thinning as the inward shift of the grey-matter/CSF "
                      "edge from the baseline to the step image: the intensity difference integrated along the "
-                     "baseline's white→pial lines, divided by the fitted grey-matter − CSF contrast.</p>")
+                     "baseline's white→pial lines, divided by the fitted grey-matter − CSF contrast"
+                     + (", after normalising each step image to the baseline with a smooth gain field estimated on "
+                        "deep white matter (the raw measure is the TSV's image_raw_mm)" if summary_path.is_file()
+                        and json.loads(summary_path.read_text()).get("image_intensity_normalisation", {}).get(
+                            "applied") else "") + ".</p>")
 
         def mm(v: float) -> str:
             return "n/a" if v != v else f"{v:.3f}"
@@ -611,9 +686,13 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
                            numeric=[True, False, False, True, True, True, True]))
         others = [abs(r["image_mm"]) for r in rows if r["step"] == last and not r["in_spec"]
                   and r["image_mm"] == r["image_mm"]]
+        raw_others = [abs(r["image_raw_mm"]) for r in rows if r["step"] == last and not r["in_spec"]
+                      and r.get("image_raw_mm", float("nan")) == r.get("image_raw_mm", float("nan"))]
         if others:
             parts.append(f"<p>Regions not in the spec, last step: largest |image change| {max(others):.3f} mm, "
-                         f"median {float(np.median(others)):.3f} mm.</p>")
+                         f"median {float(np.median(others)):.3f} mm"
+                         + (f" (without the normalisation: {max(raw_others):.3f} mm)" if raw_others else "")
+                         + ".</p>")
         for desc, suffix, caption in (("atrophyseries", "T1w", "Baseline and steps (coronal slice through the first "
                                        "prescribed region) and each step minus the baseline."),
                                       ("atrophyplot", "qc", "Prescribed vs measured thinning per region and step.")):

@@ -12,7 +12,12 @@ Prescribed vs measured, per step, hemisphere and region (every DK region plus th
   baseline (:func:`regional_contrast`), projected on the pial normal. For a blurred step edge that integral is
   shift × contrast whatever the blur, so no edge has to be located; it equals the thickness change when the white
   surface does not move (as in an atrophy series). Vertices whose line leaves the image or runs nearly tangent to
-  the pial surface are left out (``image_coverage`` says how many remain).
+  the pial surface are left out (``image_coverage`` says how many remain). Before integrating, each step image is
+  normalised to the baseline by a smooth local gain field (:func:`intensity_gain`) estimated only from voxels the
+  thinning cannot change (:func:`deep_white_reference`: deep white matter), as the boundary shift integral
+  (Freeborough & Fox) normalises the repeat scan before integrating: an intensity change of a whole region (the
+  demo network dims the white matter near a thinned region by 1–2 %) is otherwise read as an edge shift.
+  ``image_raw_mm`` is the same measure without the normalisation.
 
 The earlier estimator — thickness measured in each image (:func:`image_thinning`, threshold crossings) and
 differenced — is kept for comparison: at 2 mm with blur it reads a fraction of the thinning (phantom, same noise in
@@ -47,11 +52,15 @@ __all__ = [
     "EdgeModel",
     "EdgeShiftWindow",
     "LineWindows",
+    "GAIN_SIGMA_MM",
     "atrophy_rows",
+    "atrophy_tsv_dictionary",
     "atrophy_targets",
+    "deep_white_reference",
     "dk_region_masks",
     "fit_edge_model",
     "image_thinning",
+    "intensity_gain",
     "line_windows",
     "measured_image_thickness",
     "pial_edge_shift",
@@ -71,11 +80,41 @@ Row = dict[str, Any]
 
 #: column order of ``sub-<label>_desc-atrophy_qc.tsv``
 ATROPHY_COLUMNS = (
-    "step", "hemi", "region", "in_spec", "prescribed_mm", "surface_mm", "image_mm", "n_vertices", "image_coverage",
+    "step", "hemi", "region", "in_spec", "prescribed_mm", "surface_mm", "image_mm", "image_raw_mm", "n_vertices",
+    "image_coverage",
 )
 
-#: BIDS-style data dictionary (the TSV's JSON sidecar)
-ATROPHY_TSV_DICTIONARY: dict[str, dict[str, Any]] = {
+#: Gaussian σ (mm) of the local intensity normalisation of each step image to the baseline (:func:`intensity_gain`)
+GAIN_SIGMA_MM = 4.0
+
+_IMAGE_MM_DESCRIPTION = (
+    "Mean over the region's vertices of the inward shift of the grey-matter/CSF edge from the baseline image to "
+    "the step image, along the pial surface normal: the integral of (baseline - step) intensity along the baseline "
+    "white-to-pial line (from 2 mm inside the white vertex to 4 mm outside the pial vertex, each end cut at the "
+    "middle of a gyral blade or sulcus) divided by the grey-matter minus CSF intensity contrast fitted on the "
+    "baseline image in the vertex's DK region, times the cosine between the line and the pial normal. Equals the "
+    "decrease of cortical thickness when the white surface does not move. Vertices whose line leaves the image or "
+    "runs within 0.3 (cosine) of tangent to the pial surface are left out; n/a when none remains.")
+_NORMALISATION_DESCRIPTION = (
+    " The step image is first normalised to the baseline: divided by a smooth gain field (step / baseline, "
+    "Gaussian-weighted ratio of sums with sigma {sigma:g} mm) estimated only on deep white-matter voxels (inside the "
+    "white surfaces, deeper than the line's inner end plus twice the fitted blur, baseline intensity above the "
+    "grey/white midpoint), which the thinning cannot change; the gain range is in the summary JSON "
+    "(image_intensity_normalisation).")
+
+
+def atrophy_tsv_dictionary(normalised: bool = True, sigma_mm: float = GAIN_SIGMA_MM) -> dict[str, dict[str, Any]]:
+    """BIDS-style data dictionary of the TSV (its JSON sidecar); ``normalised``: whether ``image_mm`` was measured
+    after the local intensity normalisation of the step images (:func:`intensity_gain`)."""
+    out = {k: dict(v) for k, v in _DICTIONARY.items()}
+    if normalised:
+        out["image_mm"]["Description"] += _NORMALISATION_DESCRIPTION.format(sigma=sigma_mm)
+    else:
+        out["image_mm"]["Description"] += " No intensity normalisation was applied (equal to image_raw_mm)."
+    return out
+
+
+_DICTIONARY: dict[str, dict[str, Any]] = {
     "step": {"LongName": "Atrophy step", "Description": "Step k of the series (1..N); the baseline is step 0.",
              "Units": "index"},
     "hemi": {"LongName": "Hemisphere", "Description": "L (left) or R (right).",
@@ -93,21 +132,19 @@ ATROPHY_TSV_DICTIONARY: dict[str, dict[str, Any]] = {
                    "Description": "Mean over the region's vertices of baseline minus thinned cortical thickness "
                                   "(FreeSurfer definition, from the white and pial surfaces).", "Units": "mm"},
     "image_mm": {"LongName": "Image-measured thinning (grey-matter/CSF edge shift)",
-                 "Description": "Mean over the region's vertices of the inward shift of the grey-matter/CSF edge "
-                                "from the baseline image to the step image, along the pial surface normal: the "
-                                "integral of (baseline - step) intensity along the baseline white-to-pial line "
-                                "(from 2 mm inside the white vertex to 4 mm outside the pial vertex, each end cut "
-                                "at the middle of a gyral blade or sulcus) divided by the grey-matter minus CSF "
-                                "intensity contrast fitted on the baseline image in the vertex's DK region, times "
-                                "the cosine between the line and the pial normal. Equals the decrease of cortical "
-                                "thickness when the white surface does not move. Vertices whose line leaves the "
-                                "image or runs within 0.3 (cosine) of tangent to the pial surface are left out; "
-                                "n/a when none remains.", "Units": "mm"},
+                 "Description": _IMAGE_MM_DESCRIPTION, "Units": "mm"},
+    "image_raw_mm": {"LongName": "Image-measured thinning without intensity normalisation",
+                     "Description": "As image_mm, but integrating the step image as synthesised (no normalisation "
+                                    "to the baseline): an intensity change of a whole region reads as thinning "
+                                    "here.", "Units": "mm"},
     "n_vertices": {"LongName": "Number of vertices", "Description": "Vertices in the region.", "Units": "count"},
     "image_coverage": {"LongName": "Image measurement coverage",
                        "Description": "Fraction of the region's vertices with an image-measured thinning.",
                        "Units": "fraction"},
 }
+
+#: the TSV's data dictionary with the default (normalised) measure
+ATROPHY_TSV_DICTIONARY: dict[str, dict[str, Any]] = atrophy_tsv_dictionary()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -380,6 +417,51 @@ def _windowed_shift(measured: NDArray, edge: NDArray, x0: NDArray, x1: NDArray, 
     return s
 
 
+def deep_white_reference(image: NDArray, sdf_white: NDArray, *, min_depth_mm: float,
+                         min_level: float) -> NDArray[np.bool_]:
+    """Voxels a thinning of the cortex cannot change, the reference of :func:`intensity_gain`: inside the white
+    surfaces (which never move in a series) at least ``min_depth_mm`` deep (``sdf_white`` in mm, negative inside;
+    choose it beyond the lines' inner end plus the blur, so that no voxel the edge-shift integral counts is a
+    reference voxel) where ``image`` is at least ``min_level`` (e.g. the grey/white midpoint: leaves out
+    ventricles and deep grey matter that the white surfaces enclose). Pass the mean of baseline and step as
+    ``image``: selecting on one of the two images biases their ratio where they differ by noise."""
+    img = np.asarray(image, dtype=np.float64)
+    sw = np.asarray(sdf_white)
+    if sw.shape != img.shape:
+        raise ValueError(f"image {img.shape} and white SDF {sw.shape} differ in shape")
+    return (sw <= -float(min_depth_mm)) & (img >= float(min_level)) & np.isfinite(img)
+
+
+def intensity_gain(baseline_image: NDArray, step_image: NDArray, reference: NDArray, affine: NDArray, *,
+                   sigma_mm: float = GAIN_SIGMA_MM, fallback_weight: float = 1e-3) -> NDArray[np.float64]:
+    """Smooth gain field g (step ≈ g × baseline) estimated on the ``reference`` voxels only
+    (:func:`deep_white_reference`): the Gaussian-weighted (σ = ``sigma_mm``) ratio of sums
+    g = G[r·step] / G[r·baseline], defined everywhere (normalised convolution: away from the reference it is the
+    ratio of its nearest voxels). Where less than ``fallback_weight`` of the Gaussian's weight falls on reference
+    voxels (far from white matter) it is pulled to the global ratio Σ r·step / Σ r·baseline:
+    g = (G[r·step] + λ·ĝ·m) / (G[r·baseline] + λ·m), λ = ``fallback_weight``, m the mean reference baseline.
+    ``step / g`` is the step image normalised to the baseline (the boundary shift integral's intensity
+    normalisation, done locally). All ones when the reference is empty."""
+    from scipy import ndimage
+
+    base = np.asarray(baseline_image, dtype=np.float64)
+    step = np.asarray(step_image, dtype=np.float64)
+    ref = np.asarray(reference, dtype=bool)
+    if base.shape != step.shape or base.shape != ref.shape:
+        raise ValueError(f"baseline {base.shape}, step {step.shape} and reference {ref.shape} differ in shape")
+    if not ref.any():
+        return np.ones(base.shape)
+    mean_ref = float(base[ref].mean())
+    if not mean_ref > 0:
+        raise ValueError("the reference voxels of the intensity normalisation have no positive baseline intensity")
+    global_gain = float(step[ref].sum() / base[ref].sum())
+    sigma_vox = float(sigma_mm) / np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    num = ndimage.gaussian_filter(np.where(ref, step, 0.0), sigma_vox, mode="constant", truncate=3.0)
+    den = ndimage.gaussian_filter(np.where(ref, base, 0.0), sigma_vox, mode="constant", truncate=3.0)
+    lam = float(fallback_weight) * mean_ref
+    return (num + lam * global_gain) / (den + lam)
+
+
 def pial_edge_shift(
     baseline_image: NDArray,
     step_image: NDArray,
@@ -390,6 +472,7 @@ def pial_edge_shift(
     sigma_mm: float | None = None,
     order: int = 1,
     min_cos: float = EdgeShiftWindow.min_cos,
+    gain: NDArray | None = None,
 ) -> NDArray[np.float64]:
     """Per-vertex inward shift (mm, along the pial surface's normal) of the grey-matter/CSF edge from the baseline
     to the step image — the image-measured thinning, with the white surface unchanged.
@@ -403,9 +486,11 @@ def pial_edge_shift(
     end at a medial axis counts as complete (the other bank's tail reaching over makes up for the cut one).
     shift_line × cos θ (θ between the line and the baseline pial vertex normal) is the shift along the normal: the
     change of FreeSurfer thickness for locally parallel surfaces. NaN where a window leaves the image or the line
-    is within ``min_cos`` of tangent to the pial surface."""
+    is within ``min_cos`` of tangent to the pial surface. With ``gain`` (:func:`intensity_gain`, step ≈ gain ×
+    baseline) the step image is divided by it before integrating: normalised to the baseline, so that an
+    intensity change that is not an edge shift does not read as one."""
     return pial_edge_shifts(baseline_image, [step_image], affine, lw, contrast, sigma_mm=sigma_mm, order=order,
-                            min_cos=min_cos)[0]
+                            min_cos=min_cos, gains=None if gain is None else [gain])[0]
 
 
 def pial_edge_shifts(
@@ -418,9 +503,11 @@ def pial_edge_shifts(
     sigma_mm: float | None = None,
     order: int = 1,
     min_cos: float = EdgeShiftWindow.min_cos,
+    gains: Sequence[NDArray | None] | None = None,
 ) -> list[NDArray[np.float64]]:
     """:func:`pial_edge_shift` of several step images against one baseline (one array per step, in order); the
-    line geometry (sample points, windows) is computed once for all of them. Same values as one call per step."""
+    line geometry (sample points, windows) is computed once for all of them. Same values as one call per step.
+    ``gains``: one gain field per step (or None) that the step image is divided by before integrating."""
     from .thickness import _prepared
 
     base = np.asarray(baseline_image)
@@ -428,8 +515,16 @@ def pial_edge_shifts(
     for step in steps:
         if base.shape != step.shape:
             raise ValueError(f"baseline {base.shape} and step {step.shape} images differ in shape")
+    gains = list(gains) if gains is not None else [None] * len(steps)
+    if len(gains) != len(steps):
+        raise ValueError(f"{len(gains)} gain fields for {len(steps)} step images")
+    for gain in gains:
+        if gain is not None and np.shape(gain) != base.shape:
+            raise ValueError(f"baseline {base.shape} and gain field {np.shape(gain)} differ in shape")
     contrast = np.broadcast_to(np.asarray(contrast, dtype=np.float64), lw.length.shape)
-    diffs = [_prepared(base.astype(np.float64) - step.astype(np.float64), order) for step in steps]
+    diffs = [_prepared(base.astype(np.float64) - (step.astype(np.float64) if gain is None else
+                                                   step.astype(np.float64) / np.asarray(gain, dtype=np.float64)),
+                       order) for step, gain in zip(steps, gains)]
     n = len(lw.length)
     integrals = [np.full(n, np.nan) for _ in steps]
     for start in range(0, n, 8192):
@@ -514,12 +609,15 @@ def atrophy_rows(
     prescribed_mm: NDArray,
     surface_mm: NDArray,
     image_mm: NDArray | None,
+    image_raw_mm: NDArray | None = None,
 ) -> list[Row]:
-    """One row per region (in ``regions`` order) from per-vertex prescription, surface and image thinning."""
+    """One row per region (in ``regions`` order) from per-vertex prescription, surface and image thinning
+    (``image_raw_mm``: the image measure without intensity normalisation; default: ``image_mm``)."""
     spec_names = set(in_spec)
     pres = np.asarray(prescribed_mm, dtype=np.float64)
     surf = np.asarray(surface_mm, dtype=np.float64)
     img = None if image_mm is None else np.asarray(image_mm, dtype=np.float64)
+    raw = img if image_raw_mm is None else np.asarray(image_raw_mm, dtype=np.float64)
     rows = []
     for name, mask in regions.items():
         m = np.asarray(mask, dtype=bool)
@@ -533,6 +631,7 @@ def atrophy_rows(
             "prescribed_mm": float(pres[m].mean()) if n else float("nan"),
             "surface_mm": _mean(surf[m]),
             "image_mm": float("nan") if img is None else _mean(img[m]),
+            "image_raw_mm": float("nan") if raw is None else _mean(raw[m]),
             "n_vertices": n,
             "image_coverage": float(measured / n) if (n and img is not None) else float("nan"),
         })
@@ -570,6 +669,8 @@ def read_atrophy_tsv(path: str | Path) -> list[Row]:
                     row[key] = value == "true"
                 elif key in ("hemi", "region"):
                     row[key] = value
+                elif value is None:  # a column that an older TSV lacks
+                    continue
                 else:
                     row[key] = float("nan") if value == "n/a" else float(value)
             rows.append(row)
@@ -590,15 +691,24 @@ def atrophy_targets(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                  "measured_mm": r[key], "relative_error": (r[key] - r["prescribed_mm"]) / r["prescribed_mm"]}
                 for r in spec_rows]
 
-    others = [abs(r["image_mm"]) for r in final if not r["in_spec"] and np.isfinite(r["image_mm"])]
-    others_surface = [abs(r["surface_mm"]) for r in final if not r["in_spec"] and np.isfinite(r["surface_mm"])]
+    def largest(values: Iterable[float]) -> float:
+        finite = [abs(v) for v in values if np.isfinite(v)]
+        return max(finite) if finite else float("nan")
+
+    not_in_spec = [r for r in final if not r["in_spec"]]
+    others = [abs(r["image_mm"]) for r in not_in_spec if np.isfinite(r["image_mm"])]
     return {
         "step": last,
         "surface": rel("surface_mm"),
         "image": rel("image_mm"),
+        "image_raw": rel("image_raw_mm") if all("image_raw_mm" in r for r in spec_rows) else [],
         "max_abs_image_mm_not_prescribed": max(others) if others else float("nan"),
         "median_abs_image_mm_not_prescribed": float(np.median(others)) if others else float("nan"),
-        "max_abs_surface_mm_not_prescribed": max(others_surface) if others_surface else float("nan"),
+        "max_abs_image_raw_mm_not_prescribed": largest(r.get("image_raw_mm", float("nan")) for r in not_in_spec),
+        "max_abs_surface_mm_not_prescribed": largest(r["surface_mm"] for r in not_in_spec),
+        # the falloff thins regions next to a prescribed one on purpose: the image against the surface
+        "max_abs_image_minus_surface_mm_not_prescribed": largest(r["image_mm"] - r["surface_mm"]
+                                                                 for r in not_in_spec),
     }
 
 
