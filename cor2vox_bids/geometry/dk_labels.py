@@ -68,7 +68,7 @@ def labels_from_sphere(sphere_reg_vertices: NDArray, hemi: str, fsaverage_dir: s
     from .surfaces import read_annotation
 
     if fsaverage_dir is None:
-        from ..demodata import fsaverage5_dir
+        from .atlas import fsaverage5_dir
 
         fsaverage_dir = fsaverage5_dir()
     root = Path(fsaverage_dir)

@@ -21,13 +21,13 @@ import numpy as np
 
 from ..errors import MissingInputError, MissingParticipantFileError, ModelError, SurfaceError, UsageError
 from ..geometry import cortical_thickness, read_freesurfer_surface, read_gifti_surface, read_morph
+from ..geometry.atlas import FS_PACKAGE
 from .mesh import rigid_align
 from .sphere import shares_mesh, sphere_resampling
 
 LOGGER = logging.getLogger("cor2vox_bids.shape")
 HEMIS = ("L", "R")
 FS_HEMI = {"L": "lh", "R": "rh"}
-FS_PACKAGE = "smriprep_freesurfer732"
 
 
 @dataclass

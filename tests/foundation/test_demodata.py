@@ -136,8 +136,11 @@ def test_thickness_recomputed(demo_data):
 
 
 def test_missing_template_is_named(monkeypatch):
-    monkeypatch.setattr(demodata, "FS_PACKAGE", "no_such_package_xyz")
-    with pytest.raises(demodata.MissingInputError, match="cor2vox-bids\\[demo\\]"):
+    from cor2vox_bids.errors import MissingInputError
+    from cor2vox_bids.geometry import atlas
+
+    monkeypatch.setattr(atlas, "FS_PACKAGE", "no_such_package_xyz")
+    with pytest.raises(MissingInputError, match="cor2vox-bids\\[demo\\]"):
         demodata.fsaverage5_dir()
 
 
