@@ -182,7 +182,7 @@ def _plot_loss(rows: list[dict], path: Path) -> None:
     except ImportError:  # pragma: no cover - matplotlib is a project dependency
         return
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=100)
     ax.plot(steps, [r["loss"] for r in rows], lw=0.5, alpha=0.5, label="L1 loss")
     ax.plot(steps, [r["loss_smooth"] for r in rows], lw=1.5, label="smoothed")
     ax.set_xlabel("optimizer step")
@@ -196,9 +196,11 @@ def _plot_loss(rows: list[dict], path: Path) -> None:
         if raw:
             ax2.plot(*zip(*raw), "s--", color="C2", label="val SSIM (raw weights)")
         ax2.set_ylabel("validation SSIM")
-        ax2.legend(loc="upper right")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
+    # one legend for both axes, below the plot, where it covers no curve
+    handles = [h for a in fig.axes for h in a.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=len(handles), frameon=False,
+               fontsize="small")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
