@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import TABLE_COLUMNS, build_cells, gather_spheres, mean_edge_length, query_sqdist, triangle_table
+from ._kernels import (
+    TABLE_COLUMNS,
+    build_cells,
+    gather_spheres,
+    mean_edge_length,
+    query_sqdist,
+    triangle_table,
+    z_order,
+)
 
 CELL_EDGES = 4.0  # cell size in mean edge lengths (benchmarks/bench_thickness.py --cells tunes it)
 MAX_CELLS = 1 << 24  # the cell size grows until the grid has at most this many cells
@@ -86,22 +94,12 @@ def mesh_distance(index: TriangleIndex, queries: np.ndarray, max_dist: float = n
         np.minimum(upper, np.einsum("ij,ij->i", hint, hint) * (1.0 + 1e-12), out=upper)
     # visit the queries along a Z-order curve (quarter cells): neighbours share candidate triangles (cache) and
     # the previous query's closest triangle is a tight first bound (the kernel's warm start)
-    order = np.argsort(_z_order(q, index.origin, index.cell / 4.0), kind="stable")
+    order = np.argsort(z_order(q, index.origin, index.cell / 4.0), kind="stable")
     qs, us = np.ascontiguousarray(q[order]), np.ascontiguousarray(upper[order])
     query_sqdist(qs, us, index.table, index.origin, index.cell, index.dims, index.start, index.items, index.spheres,
                  us)
     out[order] = np.minimum(np.sqrt(us, out=us), float(max_dist))
     return out
-
-
-def _z_order(points: np.ndarray, origin: np.ndarray, step: float, bits: int = 10) -> np.ndarray:
-    """Morton (Z-order) codes of points quantised to ``step`` from ``origin`` (``bits`` per axis, clipped)."""
-    cells = np.clip(np.floor((points - origin) / step), 0, (1 << bits) - 1).astype(np.int64)
-    code = np.zeros(len(points), dtype=np.int64)
-    for b in range(bits):
-        for ax in range(3):
-            code |= ((cells[:, ax] >> b) & 1) << (3 * b + ax)
-    return code
 
 
 def _triangle_table(pa: np.ndarray, pb: np.ndarray, pc: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@
   box is farther than the best distance so far, and the search stops when a whole ring is farther.
   The result is the exact distance to the closest point of the mesh (certified by the lower bounds,
   not a nearest-vertex approximation). Queries run in parallel (``prange``), each writing its own
-  output, so results do not depend on the number of threads.
+  output, so results do not depend on the number of threads; :func:`z_order` sorts them along a Z-order curve
+  first, so consecutive queries share candidates.
 * :func:`winding_crossings` / :func:`winding_mask` — signed crossings of triangles with voxel columns, in
   exact integer arithmetic, and their running sums (the winding numbers; see ``sdf.py``).
 * :func:`distance_seeds_free`, :func:`seed_distance`, :func:`finish_sdf` — the whole-grid passes of
@@ -90,6 +91,22 @@ def point_triangle_sqdist1(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     # inside the face: distance to the plane
     h = apx * nx + apy * ny + apz * nz
     return h * h / (nx * nx + ny * ny + nz * nz)
+
+
+@njit(cache=True, parallel=True)
+def z_order(points, origin, step):
+    """Morton (Z-order) codes (int64) of points quantised to ``step`` from ``origin``, 20 bits per axis (clipped)."""
+    n = points.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    top = (1 << 20) - 1
+    for q in prange(n):
+        code = 0
+        for ax in range(3):
+            c = min(max(int(math.floor((points[q, ax] - origin[ax]) / step)), 0), top)
+            for b in range(20):
+                code |= ((c >> b) & 1) << (3 * b + ax)
+        out[q] = code
+    return out
 
 
 @njit(cache=True, parallel=True)
