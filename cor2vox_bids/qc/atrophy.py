@@ -97,9 +97,10 @@ _IMAGE_MM_DESCRIPTION = (
     "runs within 0.3 (cosine) of tangent to the pial surface are left out; n/a when none remains.")
 _NORMALISATION_DESCRIPTION = (
     " The step image is first normalised to the baseline: divided by a smooth gain field (step / baseline, "
-    "Gaussian-weighted ratio of sums with sigma {sigma:g} mm) estimated only on deep white-matter voxels (inside the "
-    "white surfaces, deeper than the line's inner end plus twice the fitted blur, baseline intensity above the "
-    "grey/white midpoint), which the thinning cannot change; the gain range is in the summary JSON "
+    "Gaussian-weighted ratio of sums with sigma {sigma:g} mm; the global ratio where no reference voxel is within "
+    "about 3 sigma) estimated only on deep white-matter voxels (inside the white surfaces, deeper than the line's "
+    "inner end plus twice the fitted blur, mean of baseline and step intensity at least the grey/white midpoint), "
+    "which a thinning of the cortex cannot change; the reference and the gain range are in the summary JSON "
     "(image_intensity_normalisation).")
 
 
