@@ -161,7 +161,7 @@ IMAGE_KINDS = (("synthetic", "synthetic (model grid)"), ("real", "real T1w on th
 def thickness_table(results: list[dict]) -> list[str]:
     """One row per participant and image: coverage first, then the agreement the coverage allows."""
     head = ["participant", "image", "slab model", "coverage", "region r", "vertex r", "median image − surface (mm)",
-            "region MAD (mm)", "misfit", "unresolved"]
+            "median |image − surface| (mm)", "region MAD (mm)", "blur σ (mm)", "misfit", "unresolved"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         for kind, label in IMAGE_KINDS:
@@ -172,7 +172,8 @@ def thickness_table(results: list[dict]) -> list[str]:
                 region_r = f"n/a ({r[f'pearson_r_note_{kind}']})"
             cells = [r["participant"], label, r.get(f"slab_model_{kind}", "n/a"), fmt(r.get(f"coverage_{kind}")),
                      region_r, fmt(r.get(f"pearson_r_vertex_{kind}")), fmt(r.get(f"median_diff_mm_{kind}")),
-                     fmt(r.get(f"mean_abs_diff_mm_{kind}")), fmt(r.get(f"fraction_misfit_{kind}")),
+                     fmt(r.get(f"median_abs_diff_mm_vertex_{kind}")), fmt(r.get(f"mean_abs_diff_mm_{kind}")),
+                     fmt(r.get(f"blur_sigma_mm_{kind}")), fmt(r.get(f"fraction_misfit_{kind}")),
                      fmt(r.get(f"fraction_unresolved_{kind}"))]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -217,7 +218,8 @@ def write_card(model: Path, results: list[dict]) -> None:
     (model / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     cols = ["participant", "ssim_brain", "baseline_ssim_brain", "swap_ssim_brain", "swap_ssim_drop", "psnr_brain",
             "mae_brain", "ssim_head",
-            "ribbon_dice_synthetic", "ribbon_dice_real", "dk_regions_ordered_synthetic", "dk_regions_ordered_real",
+            "ribbon_dice_synthetic", "ribbon_dice_real", "ribbon_soft_dice_synthetic", "ribbon_soft_dice_real",
+            "dk_regions_ordered_synthetic", "dk_regions_ordered_real",
             "seconds_synthesis"]
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(fmt(r.get(c, "n/a")) for c in cols) + " |" for r in results]
@@ -275,7 +277,12 @@ SSIM/PSNR/MAE: synthetic vs the participant's real T1w on the model grid, inside
 head. Baseline: the undeformed template T1 placed in the participant's scanner frame vs the same real image.
 Condition swap: the image synthesized from another held-out participant's surfaces vs this participant's real image
 (inside this participant's brain); the drop from `ssim_brain` shows that the image follows the cortex it is given.
-Ribbon Dice: grey-matter class of a 3-class mixture fitted inside the pial surface + 3 mm vs the surfaces' ribbon.
+Ribbon Dice: grey-matter class of a 3-class mixture fitted inside the pial surface + 3 mm vs the surfaces' ribbon
+(hard labels: at {cfg['grid']['spacing_mm']} mm most ribbon voxels are partly WM or CSF, which bounds it well below 1
+even for an image rendered from the surfaces). Soft Dice: the same comparison with partial volumes — the ribbon's
+voxel fractions from the SDFs against the image's grey-matter fractions from a partial-volume mixture (CSF, GM, WM
+and their adjacent mixtures, with a smooth bias field), fuzzy Dice over the voxels within 3 mm of the ribbon
+(docs/qc.md).
 DK ordered: regions whose mean intensity is WM > GM > CSF (sampled {cfg['grid']['spacing_mm']} mm inside white,
 mid-cortex, {cfg['grid']['spacing_mm']} mm outside pial).
 
@@ -284,7 +291,8 @@ mid-cortex, {cfg['grid']['spacing_mm']} mm outside pial).
 ### Cortical thickness measured in the images (docs/qc.md)
 
 Thickness with FreeSurfer's definition measured in each image by fitting a blurred grey-matter slab along both of
-FreeSurfer's lines per vertex, compared with the surfaces' thickness. Coverage: fraction of cortex vertices the
+FreeSurfer's lines per vertex (blur σ: the value whose slab fits explain the image's profiles best), compared with
+the surfaces' thickness. Coverage: fraction of cortex vertices the
 measure resolves (the slab model fits and the thickness has a standard error ≤ 0.5 mm); region r (68 DK regions,
 regions covered ≥ 50 %) is reported only when at least half of the cortex was measured, otherwise n/a with the
 coverage. "slab model" says whether the image shows a cortical slab at all (else nothing is measured and the reason

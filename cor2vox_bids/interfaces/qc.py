@@ -1,6 +1,6 @@
 """Quality control of one participant: thickness measured in the images vs the surfaces, similarity to the real
-T1w, ribbon Dice, tissue means; tables, summary and per-vertex values in one QC folder (``qc.layout``). The
-participant report draws every figure from these files (``interfaces.reports``)."""
+T1w, ribbon Dice (hard labels and partial-volume fractions), tissue means; tables, summary and per-vertex values in
+one QC folder (``qc.layout``). The participant report draws every figure from these files (``interfaces.reports``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ..geometry.surfaces import load_hemispheres
 from ..qc import similarity, write_qc_tsv, write_summary_json
 from ..qc.layout import QC_FOLDER
 from ..qc.participant import measure_participant, thickness_summary
-from ..qc.ribbon import ribbon_dice_in_brain
+from ..qc.ribbon import ribbon_dice_in_brain, ribbon_soft_dice
 from ..qc.similarity import head_mask_from_intensity
 from ..qc.tissue import tissue_means
 from .synthesis import read_maps
@@ -61,8 +61,14 @@ def run_qc(
     head = head_mask_from_intensity(images.get("real", images["synthetic"]))
     if "real" in images:
         summary.update(similarity(images["synthetic"], images["real"], brain, head))
+    voxel_mm = float(np.mean(np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)))
     for kind, img in images.items():
         summary[f"ribbon_dice_{kind}"] = ribbon_dice_in_brain(img, maps["sdf_pial"], ribbon)["ribbon_dice"]
+        soft = ribbon_soft_dice(img, maps["sdf_pial"], maps["sdf_white"], voxel_mm,
+                                noise_sd=summary.get(f"noise_sd_{kind}"))
+        summary[f"ribbon_soft_dice_{kind}"] = soft["ribbon_soft_dice"]
+        if "pv_note" in soft:
+            summary[f"ribbon_soft_dice_note_{kind}"] = soft["pv_note"]
         summary.update({f"{k}_{kind}": v for k, v in tissue_means(img, maps).items()})
     summary["n_samples"] = len(synthetic)
     summary["qc_sample"] = Path(synthetic[0]).name

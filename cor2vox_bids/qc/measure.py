@@ -55,6 +55,8 @@ CAP_MM = 5.0
 SPARE_SIGMAS = 1.5
 #: lines whose slab fits decide the image's blur σ (:func:`_sigma_by_residual`)
 SIGMA_FIT_LINES = 1500
+#: the fine stage of the σ search: offsets (mm) around the coarse minimum
+FINE_STEPS_MM = np.array([-0.06, -0.03, 0.0, 0.03, 0.06])
 
 
 @dataclass
@@ -325,17 +327,20 @@ def _sigma_by_residual(prof: Profiles, t: TissueIntensities, a: FloatArray, b: F
     σ minimises the mean squared residual of the per-line slab fits (``profiles.fit_slab``: edges, sulcal gap and
     gain free per line) over up to ``max_lines`` lines with both half-way crossings (evenly strided): the
     profile-likelihood estimate of the one σ the measure then uses, so σ and the edge positions come from the same
-    forward model (bounded Brent search, ±0.01 mm, between 0.15 mm and ``sigma_max`` + 0.5 mm; ``sigma0`` when the
-    search fails). The second value is the median over those lines of the slab fit's residual rms divided by that
-    of a plain WM→CSF ramp (``profiles.fit_ramp``): < 1 where the image shows a cortical slab.
+    forward model. Search: the cost on 7 values of σ within ±35 % of ``sigma0`` (extended past an edge minimum,
+    within 0.15 mm to ``sigma_max`` + 0.5 mm), a parabola through the lowest and its neighbours, then 5 values
+    0.03 mm apart around that vertex and the vertex of a least-squares parabola through them
+    (:func:`_parabola_minimum`): a grid, not a bracketing search, because the cost of iterative fits jitters at the
+    0.01 mm scale and a bracketing search can stop in a spurious dip; the fine stage is narrow because the cost is
+    steeper below its minimum than above it, which would pull a wide parabola's vertex upwards. The second value
+    is the median over those lines of the slab fit's residual rms divided by that of a plain WM→CSF ramp
+    (``profiles.fit_ramp``): < 1 where the image shows a cortical slab.
 
     Why not the edge-drop estimate alone: it matches the median intensity drop around the median half-way crossings
     to a single slab of the median thickness, which ignores the spread of thicknesses, the sulcal gap and the
     non-Gaussian edge of trilinearly interpolated coarse voxels; on the demo images at 2 mm it reads σ ≈ 1.5 mm
     where the profiles are best explained by ≈ 1.25 mm, and too large a σ makes every fitted slab thinner
     (≈ −0.15 mm per +0.1 mm of σ at 2 mm; docs/qc.md)."""
-    from scipy.optimize import minimize_scalar
-
     idx = np.flatnonzero(ok)
     idx = idx[:: max(1, len(idx) // max_lines)]
     sub = Profiles(prof.values[idx], prof.positions, prof.valid[idx], prof.length[idx])
@@ -344,16 +349,31 @@ def _sigma_by_residual(prof: Profiles, t: TissueIntensities, a: FloatArray, b: F
     scale = float((t.wm - t.csf) ** 2)
 
     def cost(sigma: float) -> float:
-        fit = fit_slab(sub, levels, float(sigma), a0, b0)
-        return float(np.mean(fit.rms ** 2)) / scale
+        ms = fit_slab(sub, levels, float(sigma), a0, b0).rms ** 2
+        ms = ms[np.isfinite(ms)]
+        return float(np.mean(ms)) / scale if ms.size else float("inf")
 
-    sigma = sigma0
-    try:
-        res = minimize_scalar(cost, bounds=(0.15, sigma_max + 0.5), method="bounded", options={"xatol": 0.01})
-        if res.success and np.isfinite(res.x):
-            sigma = float(res.x)
-    except (ValueError, FloatingPointError):
-        pass
+    lo_all, hi_all = 0.15, sigma_max + 0.5
+    start = sigma0 if np.isfinite(sigma0) and sigma0 > 0 else 0.5 * (lo_all + hi_all)
+    grid = np.unique(np.clip(start * np.linspace(0.65, 1.35, 7), lo_all, hi_all))
+    costs = np.array([cost(x) for x in grid])
+    for _ in range(3):  # the minimum at the grid's edge: extend the grid past it
+        i = int(np.argmin(costs))
+        step = (grid[-1] - grid[0]) / max(len(grid) - 1, 1)
+        if 0 < i < len(grid) - 1 or step <= 0:
+            break
+        new = grid[0] - step * np.arange(1, 4)[::-1] if i == 0 else grid[-1] + step * np.arange(1, 4)
+        new = new[(new >= lo_all) & (new <= hi_all)]
+        if new.size == 0:
+            break
+        new_costs = np.array([cost(x) for x in new])
+        grid, costs = (np.concatenate([new, grid]), np.concatenate([new_costs, costs])) if i == 0 else \
+            (np.concatenate([grid, new]), np.concatenate([costs, new_costs]))
+    coarse = _parabola_minimum(grid, costs, half_width=1)
+    fine = np.clip(coarse + FINE_STEPS_MM, lo_all, hi_all)
+    sigma = _parabola_minimum(fine, np.array([cost(x) for x in fine]), half_width=len(fine))
+    if not np.isfinite(sigma):
+        sigma = sigma0
     if not np.isfinite(sigma):
         return sigma, float("nan")
     fit = fit_slab(sub, levels, sigma, a0, b0)
@@ -362,6 +382,24 @@ def _sigma_by_residual(prof: Profiles, t: TissueIntensities, a: FloatArray, b: F
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = float(np.nanmedian(fit.rms / rms_ramp))
     return sigma, ratio
+
+
+def _parabola_minimum(x: FloatArray, y: FloatArray, half_width: int = 2) -> float:
+    """Minimum of a least-squares parabola through the lowest point of ``y(x)`` and up to ``half_width`` neighbours
+    on each side (smooths the small jitter of a cost made of iterative fits); the lowest grid point when the
+    parabola is not convex or its vertex leaves those points."""
+    if not np.isfinite(y).any():
+        return float("nan")
+    i = int(np.argmin(np.where(np.isfinite(y), y, np.inf)))
+    sl = slice(max(0, i - half_width), min(len(x), i + half_width + 1))
+    xs, ys = x[sl], y[sl]
+    if len(xs) >= 3 and np.isfinite(ys).all():
+        c2, c1, _ = np.polyfit(xs, ys, 2)
+        if c2 > 0:
+            vertex = -c1 / (2.0 * c2)
+            if xs[0] <= vertex <= xs[-1]:
+                return float(vertex)
+    return float(x[i])
 
 
 def _measure_lines(image: NDArray, affine: NDArray, lines: LineSet, model: ImageModel, *, margin_mm: float,

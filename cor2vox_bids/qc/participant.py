@@ -178,7 +178,7 @@ def thickness_summary(measured: ParticipantThickness) -> dict[str, Any]:
     return out
 
 
-#: units and meaning of the summary's thickness keys (``<kind>`` = synthetic, real, real_native)
+#: units and meaning of the summary's thickness and ribbon keys (``<kind>`` = synthetic, real, real_native)
 SUMMARY_DICTIONARY: dict[str, dict[str, str]] = {
     "pearson_r_<kind>": {"Description": "Pearson r across DK regions of the image thickness and the surface "
                                         "thickness over the same measured vertices (regions covered ≥ 50 %); "
@@ -208,6 +208,18 @@ SUMMARY_DICTIONARY: dict[str, dict[str, str]] = {
     "noise_sd_<kind>": {"Description": "voxel noise sd from neighbouring deep-WM voxels", "Units": "image units"},
     "slab_model_<kind>": {"Description": "'fits', or why the image shows no cortical slab (then nothing is "
                                          "measured)", "Units": "text"},
+    "ribbon_dice_<kind>": {"Description": "hard Dice of the grey-matter class of a 3-class intensity mixture fitted "
+                                          "inside the pial surface + 3 mm with the voxels between the white and "
+                                          "pial surfaces (one label per voxel: partial-volume voxels limit it at "
+                                          "coarse grids)", "Units": "1"},
+    "ribbon_soft_dice_<kind>": {"Description": "partial-volume (fuzzy) Dice 2·Σmin(a, b)/(Σa + Σb) over the voxels "
+                                               "within 3 mm of the ribbon of a = the ribbon fraction of each voxel "
+                                               "from the SDFs and b = the image's grey-matter fraction from a "
+                                               "partial-volume mixture (CSF, GM, WM and their adjacent mixtures, "
+                                               "with a smooth bias field) fitted inside the pial surface + 3 mm",
+                                "Units": "1"},
+    "ribbon_soft_dice_note_<kind>": {"Description": "why the soft Dice is null (the mixture could not be fitted)",
+                                     "Units": "text"},
 }
 
 

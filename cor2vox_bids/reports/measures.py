@@ -99,6 +99,12 @@ MEASURES: tuple[Measure, ...] = (
     Measure("ribbon_dice_<kind>", "Cortical ribbon overlap (Dice)", "unitless (0 to 1)",
             "Overlap of the grey-matter class found in the image (3-class intensity mixture) with the ribbon "
             "between the white and pial surfaces.", (0.8, None), _FRACTION, 0.2, "Tissue"),
+    Measure("ribbon_soft_dice_<kind>", "Cortical ribbon overlap, partial volume (soft Dice)", "unitless (0 to 1)",
+            "Fuzzy Dice near the cortex of the ribbon's voxel fractions (from the surfaces) and the image's "
+            "grey-matter fractions (partial-volume mixture of CSF, GM and WM); unlike the hard Dice it is not "
+            "limited by voxels that are partly grey matter.", (0.8, None), _FRACTION, 0.2, "Tissue"),
+    Measure("ribbon_soft_dice_note_<kind>", "Note on the soft Dice", "", "Why the soft Dice is not reported.",
+            group="Tissue"),
     Measure("mean_intensity_wm_<kind>", "Mean white-matter intensity", "normalised intensity",
             "Mean image intensity inside the white surface.", None, _FRACTION, 0.2, "Tissue"),
     Measure("mean_intensity_gm_<kind>", "Mean cortical intensity", "normalised intensity",

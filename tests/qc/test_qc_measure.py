@@ -100,7 +100,7 @@ def test_definition_bias_gone_on_a_perfect_phantom():
 def test_known_thickness_per_resolution(bumpy, spacing, supersample, min_coverage, max_mae, min_vertex_r):
     """Bumpy cortex (thickness 1.9–3.6 mm, folds ±2.6 mm) with voxel-integrated partial volume, PSF σ 1 mm,
     a ±10 % bias field and noise (SNR 20). Measured here (seed 0): coverage 0.99 / 0.99 / 0.97, median error
-    +0.019 / −0.008 / +0.040 mm, vertex MAE 0.21 / 0.25 / 0.30 mm, vertex r 0.87 / 0.82 / 0.78, region r (12 sectors)
+    +0.019 / −0.006 / +0.040 mm, vertex MAE 0.21 / 0.25 / 0.30 mm, vertex r 0.87 / 0.82 / 0.78, region r (12 sectors)
     ≥ 0.99. Bounds leave room for other noise draws; the median error bound (0.05 mm) is the measure's bias."""
     hemi, fs, labels = bumpy
     img, aff = bumpy_phantom(spacing=spacing, supersample=supersample)
@@ -130,7 +130,7 @@ def test_folded_phantom_has_no_bias_per_resolution(bumpy, spacing, psf, min_cove
     then GM: what lines cross in a folded cortex), voxel-integrated partial volume, PSF σ 0.5 mm (the demo images)
     or 1 mm, ±10 % bias field, SNR 20. Measured here (seeds 0 and 1): median error within ±0.05 mm at every
     resolution, median |error| 0.12 / 0.16 / 0.22 / 0.26 mm, coverage 0.99 / 0.94–0.96 / 0.81–0.83 / 0.76–0.78.
-    At 2 mm and PSF 1 mm the edge-drop σ (the old calibration) is too large (1.47 mm against the 1.31 mm that
+    At 2 mm and PSF 1 mm the edge-drop σ (the old calibration) is too large (1.47 mm against the 1.24 mm that
     explains the profiles best) and read the cortex 0.13 mm thinner; the residual-fitted σ does not."""
     hemi, fs, _ = bumpy
     img, aff = bumpy_phantom(spacing=spacing, fov_mm=72.0, supersample=2 if spacing == 1.0 else 3,
