@@ -17,7 +17,7 @@ from .regions import (
     write_qc_tsv,
     write_summary_json,
 )
-from .ribbon import ribbon_dice_in_brain
+from .ribbon import ribbon_dice_in_brain, ribbon_soft_dice
 from .similarity import similarity
 from .thickness import TissueIntensities, calibrate_profile_model, estimate_tissue_intensities, image_thickness
 
@@ -41,6 +41,7 @@ __all__ = [
     "image_thickness",
     "measure_participant",
     "ribbon_dice_in_brain",
+    "ribbon_soft_dice",
     "thickness_summary",
     "read_qc_tsv",
     "region_rows",
