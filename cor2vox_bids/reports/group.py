@@ -25,7 +25,8 @@ __all__ = ["GroupReport", "HarmonizationSection", "group_outliers", "harmonizati
 #: column headers of the compact table (the Definitions section gives each measure's full name and meaning)
 SHORT_NAMES = {"pearson_r_synthetic": "Region r, synthetic", "coverage_synthetic": "Coverage, synthetic",
                "median_abs_diff_mm_vertex_synthetic": "Median |difference|, synthetic",
-               "ribbon_dice_synthetic": "Ribbon Dice, synthetic", "ssim_brain": "Brain SSIM",
+               "ribbon_soft_dice_synthetic": "Ribbon soft Dice, synthetic",
+               "ribbon_dice_synthetic": "Ribbon Dice (hard), synthetic", "ssim_brain": "Brain SSIM",
                "pearson_r_real": "Region r, real", "coverage_real": "Coverage, real"}
 
 #: a value this many scaled MADs from the group median is an outlier (with ≥ 5 participants)
