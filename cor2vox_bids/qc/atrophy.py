@@ -209,7 +209,7 @@ class EdgeShiftWindow:
     inner_mm: float = 2.0  # inside the white vertex
     outer_mm: float = 4.0  # outside the pial vertex
     probe_mm: float = 0.25  # spacing of the medial-axis probes (:func:`_window_reach`)
-    step_mm: float = 0.1  # spacing of the image samples
+    step_mm: float = 0.25  # spacing of the image samples (regional means within 0.004 mm of 0.1 mm spacing, demo)
     min_cos: float = 0.3  # lines closer than this to the pial surface's tangent plane are not measured
 
 
