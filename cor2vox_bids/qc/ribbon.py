@@ -22,22 +22,29 @@ __all__ = ["fit_gmm_1d", "brain_mask", "ribbon_dice_in_brain", "ribbon_fractions
            "fit_pv_mixture", "fit_pv_with_bias", "gm_fraction", "fuzzy_dice", "ribbon_soft_dice"]
 
 
+def _intensity_histogram(values: NDArray, bins: int, min_voxels: int, what: str
+                         ) -> tuple[NDArray, NDArray, NDArray, float, tuple[float, float]]:
+    """Finite values, their histogram (counts, bin centres, bin width) over the 0.1–99.9 % range (clipped into it)
+    and that range; ValueError with fewer than ``min_voxels`` values (``what`` names the model) or constant values."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < min_voxels:
+        raise ValueError(f"too few voxels ({x.size}) for {what}")
+    lo, hi = np.percentile(x, [0.1, 99.9])
+    if hi <= lo:
+        raise ValueError("constant intensities: no tissue classes")
+    counts, edges = np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))
+    return x, counts, 0.5 * (edges[:-1] + edges[1:]), float(edges[1] - edges[0]), (float(lo), float(hi))
+
+
 def fit_gmm_1d(values: NDArray, n_classes: int = 3, n_iter: int = 200, bins: int = 256
                ) -> tuple[NDArray, NDArray, NDArray]:
     """Means, standard deviations and weights (ascending means) of a 1-D Gaussian mixture, EM on a histogram.
 
     Initialised at the 1/6, 3/6, 5/6 quantiles (for 3 classes); standard deviations floored at one bin width.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size < 10 * n_classes:
-        raise ValueError(f"too few voxels ({x.size}) for a {n_classes}-class mixture")
-    lo, hi = np.percentile(x, [0.1, 99.9])
-    if hi <= lo:
-        raise ValueError("constant intensities: no tissue classes")
-    counts, edges = np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    width = edges[1] - edges[0]
+    x, counts, centres, width, (lo, hi) = _intensity_histogram(values, bins, 10 * n_classes,
+                                                               f"a {n_classes}-class mixture")
     mu = np.quantile(x, (np.arange(n_classes) + 0.5) / n_classes)
     sd = np.full(n_classes, (hi - lo) / (2 * n_classes))
     w = np.full(n_classes, 1.0 / n_classes)
@@ -152,16 +159,7 @@ def fit_pv_mixture(values: NDArray, *, n_fractions: int = 10, n_iter: int = 100,
     fitted): with it the pure levels stay identifiable in noisy images, where a free sd widens to absorb the
     mixed classes.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[np.isfinite(x)]
-    if x.size < 100:
-        raise ValueError(f"too few voxels ({x.size}) for a partial-volume mixture")
-    lo, hi = np.percentile(x, [0.1, 99.9])
-    if hi <= lo:
-        raise ValueError("constant intensities: no tissue classes")
-    counts, edges = np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    width = edges[1] - edges[0]
+    x, counts, centres, width, (lo, hi) = _intensity_histogram(values, bins, 100, "a partial-volume mixture")
     if init is None:
         mu, sd3, w3 = fit_gmm_1d(x, 3, bins=bins)
         init = PVMixture((float(mu[0]), float(mu[1]), float(mu[2])), float(np.min(sd3)),
