@@ -75,12 +75,28 @@ def watch_process(pid: int) -> None:
     threading.Thread(target=_watch, args=(pid,), name="cor2vox-watch-main", daemon=True).start()
 
 
-def worker_initializer(cwd: str, main_pid: int | None = None) -> None:
-    """Initializer of MultiProc workers: Nipype's own (working folder, no telemetry), then end with the main
-    process ``main_pid`` (and with the parent)."""
+def nipype_log_levels() -> dict[str, str]:
+    """This process's Nipype log levels (``[logging]`` options of its config), for workers to take over."""
+    from nipype import config
+
+    return {o: config.get("logging", o) for o in ("workflow_level", "interface_level", "utils_level")}
+
+
+def worker_initializer(cwd: str, main_pid: int | None = None, log_levels: dict[str, str] | None = None) -> None:
+    """Initializer of MultiProc workers: Nipype's own (working folder, no telemetry), the main process's Nipype log
+    levels ``log_levels`` (the fork server imported Nipype before the CLI set them: without this every node's
+    "Setting-up"/"Executing" lines reach the console without ``-v``), then end with the main process ``main_pid``
+    (and with the parent)."""
     from nipype.pipeline.plugins.multiproc import process_initializer
 
     process_initializer(cwd)
+    if log_levels:
+        from nipype import config
+        from nipype import logging as nipype_logging
+
+        for option, level in log_levels.items():
+            config.set("logging", option, level)
+        nipype_logging.update_logging(config)
     die_with_parent(signal.SIGTERM)
     if main_pid is not None:
         watch_process(main_pid)
@@ -174,5 +190,6 @@ def multiproc_plugin(plugin_args: dict):
     plugin.pool.shutdown(wait=False)  # no worker has started yet: the pool spawns them on the first submit
     context = start_worker_server(plugin_args.get("mp_context"))
     plugin.pool = ProcessPoolExecutor(max_workers=plugin.processors, initializer=worker_initializer,
-                                      initargs=(plugin._cwd, os.getpid()), mp_context=context)
+                                      initargs=(plugin._cwd, os.getpid(), nipype_log_levels()),
+                                      mp_context=context)
     return plugin
