@@ -129,6 +129,22 @@ def _interface_seconds(node) -> float | None:
         return None
 
 
+def _map_node_seconds(node) -> float | None:
+    """A map node's wall time: first start to last end of its pieces (one per seed), from its result file; None
+    for other nodes. (Nipype calls a map node "start" only when its pieces are done and it collects them.)"""
+    from datetime import datetime
+
+    try:
+        runtimes = node.result.runtime
+        if not isinstance(runtimes, list) or not runtimes:
+            return None
+        starts = [datetime.fromisoformat(r.startTime) for r in runtimes]
+        ends = [datetime.fromisoformat(r.endTime) for r in runtimes]
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+    return (max(ends) - min(starts)).total_seconds()
+
+
 def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
     """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
     console line when a participant's step ends (with its time, or "reused" when its result was already in the
@@ -157,7 +173,9 @@ def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
             if _result_older_than(node, run_start if start is None else start):  # in the work folder: nothing ran
                 logger.info("%s: %s reused from the work folder", key, step)
             else:
-                seconds = time.time() - start if start is not None else _interface_seconds(node)
+                seconds = _map_node_seconds(node)
+                if seconds is None:
+                    seconds = time.time() - start if start is not None else _interface_seconds(node)
                 logger.info("%s: %s done%s", key, step, "" if seconds is None else f" ({seconds:.0f} s)")
         elif status == "exception":
             logger.error("%s: %s failed (crash file in the participant's log folder)", key, step)

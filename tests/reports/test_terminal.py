@@ -124,3 +124,24 @@ def test_node_status_lines_name_the_participant_and_the_step(caplog, tmp_path):
     assert "report failed" in lines[2]
     assert lines[3] == "sub-01: writing derivatives done (7 s)"
     assert lines[4] == "sub-01: reading and checking the surfaces reused from the work folder" and len(lines) == 5
+
+
+def test_map_node_step_time_spans_its_pieces(caplog, tmp_path):
+    """Nipype calls a map node (synthesis with --num-samples N) "start" only when it collects its finished pieces:
+    the step's time is first piece start to last piece end, not the instant of collecting."""
+    from types import SimpleNamespace
+
+    from cor2vox_bids.execution.progress import node_status_logger
+
+    folder = tmp_path / "synthesis"
+    folder.mkdir()
+    (folder / "result_synthesis.pklz").write_bytes(b"")
+    pieces = [SimpleNamespace(startTime="2026-01-01T10:00:00.000000+00:00", endTime="2026-01-01T10:00:02.500000+00:00"),
+              SimpleNamespace(startTime="2026-01-01T10:00:02.700000+00:00", endTime="2026-01-01T10:00:05.600000+00:00")]
+    node = SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.synthesis", name="synthesis",
+                           output_dir=lambda: str(folder), result=SimpleNamespace(runtime=pieces))
+    cb = node_status_logger(logging.getLogger("test.mapnode"), {"sub_01_wf": "sub-01"})
+    with caplog.at_level(logging.INFO, logger="test.mapnode"):
+        cb(node, "start")
+        cb(node, "end")
+    assert [r.getMessage() for r in caplog.records] == ["sub-01: synthesis done (6 s)"]
