@@ -842,7 +842,9 @@ def plot_atrophy_series(
     labels: Sequence[str] | None = None,
     difference: bool = True,
 ) -> Path:
-    """Coronal slices through ``point_mm`` (world) of baseline and steps (top) and step − baseline (bottom)."""
+    """Coronal slices through ``point_mm`` (world) of baseline and steps (top) and step − baseline (bottom, with a
+    colour bar in the free cell under the baseline). The images are on the model grid (RAS axes), so the subject's
+    left is on the left of each panel (marked L / R)."""
     from matplotlib.figure import Figure
 
     from .thickness import world_to_voxel
@@ -865,9 +867,18 @@ def plot_atrophy_series(
         ax.plot([vox[0]], [vox[2]], marker="+", color="red", ms=10)
         ax.set_title(labels[k] if labels else ("baseline" if k == 0 else f"step {k}"), fontsize=8)
         ax.axis("off")
+        for x, text in ((0.02, "L"), (0.98, "R")):
+            ax.text(x, 0.03, text, transform=ax.transAxes, ha="left" if x < 0.5 else "right", va="bottom",
+                    color="white", fontsize=7, fontweight="bold")
         if rows == 2 and k > 0:
             ax = fig.add_subplot(rows, n, n + k + 1)
-            ax.imshow(sl - base, origin="lower", cmap="RdBu_r", vmin=-dlim, vmax=dlim)
+            shown = ax.imshow(sl - base, origin="lower", cmap="RdBu_r", vmin=-dlim, vmax=dlim)
             ax.set_title(f"step {k} − baseline", fontsize=8)
             ax.axis("off")
+    if rows == 2:
+        holder = fig.add_subplot(rows, n, n + 1)
+        holder.axis("off")
+        bar = fig.colorbar(shown, ax=holder, location="left", fraction=0.5, shrink=0.9)
+        bar.set_label("step − baseline intensity\n(image scale 0–1; blue: darker)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     return _save(fig, path)
