@@ -109,6 +109,23 @@ def prepare_output(settings: Settings) -> None:
         raise OutputError(f"cannot create or write the output directory: {exc.strerror}", settings.output_dir) from None
 
 
+def remove_if_only_snapshot(output_dir: Path, run_id: str) -> bool:
+    """After a whole-run error, for an output folder this run created: remove it when the only file in it is this
+    run's config snapshot (empty folders aside), so that a refused run leaves nothing behind. True when removed."""
+    import shutil
+
+    output_dir = Path(output_dir)
+    snapshot = output_dir / naming.config_snapshot_path(run_id)
+    try:
+        files = [p for p in output_dir.rglob("*") if not p.is_dir()]
+        if any(p != snapshot for p in files):
+            return False
+        shutil.rmtree(output_dir)
+    except OSError:
+        return False
+    return True
+
+
 def participant_level(settings: Settings, run_id: str) -> int:
     """Validate everything, then build and run the graph; returns the exit code."""
     from ..bids.inputs import collect_inputs
@@ -183,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_tracebacks_off_console(settings.verbose)  # node tracebacks go to crash files only
     end_workers_with_main()  # SIGTERM/SIGHUP end the workers first (SIGKILL: they watch this process)
     run_id = new_run_id()
+    output_existed = Path(settings.output_dir).exists()
     try:
         prepare_output(settings)
         if settings.analysis_level == "participant":
@@ -193,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.ALL_PARTICIPANTS_FAILED)
     except Cor2VoxError as exc:
         LOGGER.error("%s", exc)
+        if not output_existed:  # e.g. an unknown participant label: no empty output folder left behind
+            remove_if_only_snapshot(settings.output_dir, run_id)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         LOGGER.error("interrupted; rerun with the same -w/--work-dir to resume")
