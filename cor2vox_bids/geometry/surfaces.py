@@ -121,9 +121,12 @@ def join_meshes(surfaces: Sequence[Surface]) -> tuple[np.ndarray, np.ndarray]:
     return vertices, faces
 
 
-def _require(path: Path) -> Path:
+def _require(path: Path, what: str) -> Path:
+    """``path`` if it is a non-empty file; else the error naming it (missing, or an empty ``what``)."""
     if not path.is_file():
         raise MissingParticipantFileError("file not found", path=path)
+    if path.stat().st_size == 0:
+        raise SurfaceError(f"empty {what} (0 bytes)", path=path)
     return path
 
 
@@ -139,7 +142,7 @@ def tkr_to_scanner_matrix(mgz_path_or_img: str | Path | nib.spatialimages.Spatia
     img = mgz_path_or_img
     path = None
     if not hasattr(img, "header"):
-        path = _require(Path(img))
+        path = _require(Path(img), "volume")
         try:
             img = nib.load(str(path))
         except Exception as exc:  # nibabel raises many types on corrupt files
@@ -155,7 +158,7 @@ def read_freesurfer_surface(path: str | Path, tkr_to_scanner: np.ndarray | None 
 
     With ``tkr_to_scanner`` (4x4) the vertices are mapped from tkr RAS to scanner RAS.
     """
-    path = _require(Path(path))
+    path = _require(Path(path), "FreeSurfer surface file")
     try:
         vertices, faces = nib.freesurfer.read_geometry(str(path))
     except Exception as exc:
@@ -169,7 +172,7 @@ def read_freesurfer_surface(path: str | Path, tkr_to_scanner: np.ndarray | None 
 
 def read_gifti_surface(path: str | Path) -> Surface:
     """Read a GIFTI surface (``*.surf.gii``, sMRIPrep style: already scanner RAS)."""
-    path = _require(Path(path))
+    path = _require(Path(path), "GIFTI surface file")
     try:
         img = nib.load(str(path))
         points = [d for d in img.darrays if d.intent == nib.nifti1.intent_codes["NIFTI_INTENT_POINTSET"]]
@@ -189,7 +192,7 @@ def read_gifti_surface(path: str | Path) -> Surface:
 
 def read_annotation(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Read a FreeSurfer ``.annot``: per-vertex label index (int (n,), -1 unlabelled) and names."""
-    path = _require(Path(path))
+    path = _require(Path(path), "annotation file")
     try:
         labels, _ctab, names = nib.freesurfer.read_annot(str(path))
     except Exception as exc:
@@ -200,7 +203,7 @@ def read_annotation(path: str | Path) -> tuple[np.ndarray, list[str]]:
 
 def read_morph(path: str | Path) -> np.ndarray:
     """Read a FreeSurfer per-vertex morphometry file (``?h.thickness``, ``?h.curv``) as float32."""
-    path = _require(Path(path))
+    path = _require(Path(path), "morphometry file")
     try:
         data = nib.freesurfer.read_morph_data(str(path))
         with open(path, "rb") as fh:  # nibabel returns a short array for a truncated file
