@@ -113,7 +113,12 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if not p.exists():
         raise MissingInputError("model folder or weights file does not exist", p)
     if p.is_dir():
+        if not (p / WEIGHTS_NAME).exists() and not (p / CONFIG_NAME).exists():
+            raise ModelError(f"not a model folder: it holds neither {WEIGHTS_NAME} nor {CONFIG_NAME}", p)
         return p / WEIGHTS_NAME, p / CONFIG_NAME
+    if p.suffix != ".safetensors":
+        raise ModelError(f"not a model: give a model folder ({WEIGHTS_NAME} + {CONFIG_NAME}) or its .safetensors file",
+                         p)
     return p, p.with_name(CONFIG_NAME)
 
 

@@ -125,3 +125,18 @@ def test_training_state_roundtrip(tmp_path):
     p.write_bytes(p.read_bytes()[:-1])
     with pytest.raises(ModelError, match="checksum does not match"):
         load_training_state(tmp_path / "s")
+
+
+def test_a_path_that_is_no_model_is_named_as_such(tmp_path):
+    """--model pointing at an empty folder or at some other file: the message says what a model is, naming the path
+    (not a config.json beside it)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="not a model folder") as info:
+        load_model(empty)
+    assert info.value.path == empty
+    other = tmp_path / "README.md"
+    other.write_text("# not weights")
+    with pytest.raises(ModelError, match=r"not a model: give a model folder .* or its \.safetensors file") as info:
+        load_model(other)
+    assert info.value.path == other
