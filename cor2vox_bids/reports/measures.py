@@ -200,21 +200,29 @@ def flag(value: Any, measure: Measure) -> str | None:
         return None
     lo, hi = measure.expected
     if lo is not None and value < lo:
-        return f"below the expected ≥ {lo:g}"
+        return f"below the expected ≥ {_bound(lo, measure)}"
     if hi is not None and value > hi:
-        return f"above the expected ≤ {hi:g}"
+        return f"above the expected ≤ {_bound(hi, measure)}"
     return None
 
 
+def _bound(x: float, measure: Measure) -> str:
+    """A range bound written as the values are (:func:`format_value`: fractions of the cortex as percentages),
+    with its unit where it has a short one (mm, dB)."""
+    if measure.units.startswith("fraction"):
+        return f"{100 * x:g} %"
+    return f"{x:g} {measure.units}" if measure.units in ("mm", "dB") else f"{x:g}"
+
+
 def expected_text(measure: Measure) -> str:
-    """``≥ 0.9``, ``≤ 0.3 mm``, ``0.2 to 0.8`` or ``""``."""
+    """``≥ 0.9``, ``≤ 0.3 mm``, ``≥ 90 %`` (a fraction, shown in percent like its values), ``0.2 to 0.8`` or
+    ``""``."""
     if measure.expected is None:
         return ""
     lo, hi = measure.expected
-    unit = f" {measure.units}" if measure.units in ("mm", "dB") else ""
     if lo is not None and hi is not None:
-        return f"{lo:g} to {hi:g}{unit}"
-    return f"≥ {lo:g}{unit}" if lo is not None else f"≤ {hi:g}{unit}"
+        return f"{_bound(lo, measure)} to {_bound(hi, measure)}"
+    return f"≥ {_bound(lo, measure)}" if lo is not None else f"≤ {_bound(hi, measure)}"
 
 
 def format_value(value: Any, measure: Measure | None = None) -> str:
