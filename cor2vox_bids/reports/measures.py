@@ -100,8 +100,8 @@ MEASURES: tuple[Measure, ...] = (
             "Overlap of the grey-matter class found in the image (3-class intensity mixture, one label per voxel) "
             "with the ribbon between the white and pial surfaces. A ribbon 2-3 mm thick on 2 mm voxels is mostly "
             "partial-volume voxels, so this hard-label overlap stays near 0.7 there even for an image rendered from "
-            "the surfaces themselves (demo real images on the 2 mm model grid: 0.69); no range is flagged, the soft "
-            "Dice below is the one to hold to 0.8.", None, _FRACTION, 0.2, "Tissue"),
+            "the surfaces themselves (demo real images on the 2 mm model grid: 0.69); no range is flagged, the "
+            "partial-volume (soft) Dice is the one to hold to 0.8.", None, _FRACTION, 0.2, "Tissue"),
     Measure("ribbon_soft_dice_<kind>", "Cortical ribbon overlap, partial volume (soft Dice)", "unitless (0 to 1)",
             "Fuzzy Dice near the cortex of the ribbon's voxel fractions (from the surfaces) and the image's "
             "grey-matter fractions (partial-volume mixture of CSF, GM and WM); unlike the hard Dice it is not "
