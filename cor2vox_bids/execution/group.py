@@ -55,6 +55,31 @@ def collect_participant_qc(output_dir: Path, labels: list[str] | None) -> list[t
     return sorted(found, key=lambda x: (x[0]["subject"], x[0].get("session") or ""))
 
 
+def _crash_line(crash: Path) -> str:
+    """The error line of a crash file: our pre-run ``error:`` line, else Nipype's last ``...Error`` line."""
+    lines = [ln.strip() for ln in crash.read_text(errors="replace").splitlines() if ln.strip()]
+    ours = [ln.removeprefix("error:").strip() for ln in lines if ln.startswith("error:")]
+    theirs = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    return (ours or theirs or lines or ["empty crash file"])[-1]
+
+
+def participants_without_qc(output_dir: Path, have_qc: set[str], labels: list[str] | None) -> dict[str, str]:
+    """``sub-<label>`` folders of the output whose participant has no QC summary (the participant level failed
+    for it or did not finish): ``sub-<label>`` → why (the newest crash file's error line and that file)."""
+    out = {}
+    for folder in sorted(Path(output_dir).glob("sub-*")):
+        subject = folder.name.removeprefix("sub-")
+        if not folder.is_dir() or subject in have_qc or (labels and subject not in labels):
+            continue
+        crashes = sorted(folder.glob(f"log/*/{naming.NIPYPE_CRASH_GLOB}"), key=lambda f: f.stat().st_mtime)
+        if crashes:
+            why = f"{_crash_line(crashes[-1])} (crash file: {crashes[-1].relative_to(output_dir)})"
+        else:
+            why = "no QC summary (the participant level did not finish for it)"
+        out[folder.name] = why
+    return out
+
+
 def _tsv_cell(value) -> str:
     """BIDS TSV cell: ``n/a`` for missing, floats rounded to 4 decimals (no 17-digit noise)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -131,6 +156,9 @@ def run_group(settings: Settings) -> list[Path]:
     found = collect_participant_qc(out, settings.participant_label)
     if not found:
         raise MissingInputError("no participant QC found; run the participant level first", out)
+    not_in_tables = participants_without_qc(out, {e["subject"] for e, *_ in found}, settings.participant_label)
+    for key, why in not_in_tables.items():
+        LOGGER.warning("%s has no QC and is not in the group outputs: %s", key, why)
     summary_rows, region_rows = [], []
     reports: dict[str, Path] = {}
     demo = False
@@ -143,6 +171,8 @@ def run_group(settings: Settings) -> list[Path]:
         except CorruptTableError as exc:
             LOGGER.warning("sub-%s left out of the group tables: %s", ents["subject"], exc)
             skipped[exc.path] = str(exc)
+            not_in_tables[f"sub-{ents['subject']}" + (f" ses-{ents['session']}" if ents.get("session") else "")] = (
+                f"{exc.message} ({exc.path.relative_to(out) if exc.path.is_relative_to(out) else exc.path})")
             continue
         demo = demo or made_by_demo
         pid = {"participant_id": f"sub-{ents['subject']}"}
@@ -202,6 +232,7 @@ def run_group(settings: Settings) -> list[Path]:
         demo=demo,
         dictionary=qc_dictionary,
         harmonization=section,
+        not_in_tables=not_in_tables,
     )
     written.append(write_group_report(out / naming.group_report_path(), group))
     for p in written:

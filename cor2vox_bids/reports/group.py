@@ -72,6 +72,7 @@ class GroupReport:
     dictionary: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     crashes: Mapping[str, list[Path]] = field(default_factory=dict)  # row label → crash files
     harmonization: HarmonizationSection | None = None
+    not_in_tables: Mapping[str, str] = field(default_factory=dict)  # participant → why it has no row (failed, corrupt)
 
 
 def row_label(row: Mapping[str, Any]) -> str:
@@ -263,10 +264,17 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
         n_flagged += bool(reasons)
         cells.append(esc("; ".join(reasons)) if reasons else "<span class='ok'>none</span>")
         trs.append(cells)
+    missing = ""
+    if report.not_in_tables:
+        n = len(report.not_in_tables)
+        missing = ("<div class='warn'><b>" + esc(f"{n} participant{'s' if n != 1 else ''} not in the group tables "
+                                                 "(no usable QC):") + "</b><ul>"
+                   + "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in report.not_in_tables.items())
+                   + "</ul></div>")
     intro = (f"<p>{n_flagged} of {len(rows)} flagged. A ⚑ marks a value outside the expected range or far from the "
              f"group (more than {MAD_THRESHOLD:g} median absolute deviations from the median, with at least "
              f"{MIN_FOR_MAD} participants). Each participant links to its report.</p>")
-    body.append(section("participants", "Participants", intro + table(
+    body.append(section("participants", "Participants", missing + intro + table(
         header, trs, numeric=[False] + [True] * len(cols) + [False], css="wide")))
     tables = "<ul>" + "".join(f"<li>{esc(what)}: {link(p, path)}" + (
         f" (data dictionary {link(p.with_suffix('.json'), path)})" if p.with_suffix(".json").is_file() else "")
