@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     CANT_CREATE = 73
     IO = 74
     TEMPFAIL = 75
+    INTERRUPTED = 130
 
 
 EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
@@ -47,6 +48,8 @@ EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.CANT_CREATE: "The output or work directory cannot be created or written.",
     ExitCode.IO: "Input/output error while reading or writing files.",
     ExitCode.TEMPFAIL: "Temporary failure, e.g. the requested device is unavailable.",
+    ExitCode.INTERRUPTED: "Interrupted (Ctrl-C, SIGTERM or SIGHUP); the workers are ended first; rerun with the same "
+    "-w/--work-dir to resume.",
 }
 
 

@@ -57,7 +57,8 @@ class Settings(BaseModel):
         json_schema_extra=_meta("positional", positional=True, metavar="BIDS_DIR"),
     )
     output_dir: Path = Field(
-        description="The folder where derivatives are written; must not be inside BIDS_DIR.",
+        description="The folder where derivatives are written; inside BIDS_DIR only under BIDS_DIR/derivatives/ "
+        "(e.g. BIDS_DIR/derivatives/cor2vox).",
         json_schema_extra=_meta("positional", positional=True, metavar="OUTPUT_DIR"),
     )
     analysis_level: Literal["participant", "group"] = Field(

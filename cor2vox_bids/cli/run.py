@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         LOGGER.error("interrupted; rerun with the same -w/--work-dir to resume")
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # unexpected: keep the traceback in a file, not on the screen
         crash = Path(settings.output_dir) / naming.run_crash_path(run_id)
         try:
