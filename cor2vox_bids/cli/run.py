@@ -150,6 +150,10 @@ def participant_level(settings: Settings, run_id: str) -> int:
     ready, failed, _ = collect_inputs(settings)  # usage / missing-input errors first (64, 66)
     model_info = check_model_and_device(settings)  # then the model (65) and the device (75)
     work = validate_participants(settings, run_id, (ready, failed))
+    if settings.dry_run:  # a dry run only prints its plan (the output folder stays as it was)
+        for line in plan_lines(settings, work, model_info):
+            print(line)
+        return int(ExitCode.OK)
     write_snapshot(
         settings,
         settings.output_dir,
@@ -160,10 +164,6 @@ def participant_level(settings: Settings, run_id: str) -> int:
             "failed_before_start": {f.key: f.message for f in work.failed},
         },
     )
-    if settings.dry_run:
-        for line in plan_lines(settings, work, model_info):
-            print(line)
-        return int(ExitCode.OK)
     if not work.ready:
         details = "; ".join(f"{f.key}: {f.message}" for f in work.failed)
         raise MissingInputError(f"no participant has usable inputs ({details})")
@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare_output(settings)
         if settings.analysis_level == "participant":
-            return participant_level(settings, run_id)
+            code = participant_level(settings, run_id)
+            if settings.dry_run and not output_existed:
+                remove_if_only_snapshot(settings.output_dir, run_id)
+            return code
         return group_level(settings, run_id)
     except ParticipantError as exc:  # should not escape the workflow; treat as a failed run
         LOGGER.error("%s", exc)
