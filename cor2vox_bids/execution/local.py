@@ -142,14 +142,15 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
     LOGGER.info("running %d participant(s) with %s%s; work folder %s", len(built),
                 plugin_name.removesuffix("Plugin"), f" ({shown})" if shown else "", work_dir)
     nipype_worker_logging(work_dir / "nipype_config", settings.verbose)
+    tail = ProgressTail(naming.progress_dir(work_dir), logging.getLogger("cor2vox_bids.progress"))
     if "Graph" not in plugin_name:  # graph plugins submit everything at once and report no node status
         steps = node_status_logger(logging.getLogger("cor2vox_bids.progress"),
-                                   {node_name(p.key): p.key for p in built})
+                                   {node_name(p.key): p.key for p in built}, flush=tail.poll)
         args = {**args, "status_callback": steps}
         if not isinstance(plugin, str) and hasattr(plugin, "_status_callback"):
             plugin._status_callback = steps  # a plugin object was built from its args before: give it the callback
     try:
-        with ProgressTail(naming.progress_dir(work_dir), logging.getLogger("cor2vox_bids.progress")):
+        with tail:
             wf.run(plugin=plugin, plugin_args=args)
     except RuntimeError as exc:  # Nipype: "Workflow did not execute cleanly"; details in crash files
         LOGGER.debug("nipype: %s", exc)

@@ -19,11 +19,16 @@ class ProgressTail:
         self.logger = logger
         self.interval = interval
         self._offsets: dict[Path, int] = {}
+        self._lock = threading.Lock()  # the thread and the node-status callback both poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cor2vox-progress", daemon=True)
 
     def poll(self) -> list[str]:
         """Log and return the complete lines added since the last poll (partial last lines wait)."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> list[str]:
         lines: list[str] = []
         if not self.directory.is_dir():
             return lines
@@ -145,7 +150,7 @@ def _map_node_seconds(node) -> float | None:
     return (max(ends) - min(starts)).total_seconds()
 
 
-def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
+def node_status_logger(logger: logging.Logger, participants: dict[str, str], flush=None):
     """A Nipype ``status_callback`` (called in the main process by MultiProc, Linear and the batch plugins): one
     console line when a participant's step ends (with its time, or "reused" when its result was already in the
     work folder) or fails; progress lines (``ProgressTail``) cover what happens inside a long step.
@@ -169,6 +174,8 @@ def node_status_logger(logger: logging.Logger, participants: dict[str, str]):
         if status == "start":  # Nipype says "start" before it looks for a cached result: print at "end"
             started[name + key] = time.time()
         elif status == "end":
+            if flush is not None:  # the step's own progress lines (ProgressTail.poll) come before its "done" line
+                flush()
             start = started.pop(name + key, None)
             if _result_older_than(node, run_start if start is None else start):  # in the work folder: nothing ran
                 logger.info("%s: %s reused from the work folder", key, step)

@@ -145,3 +145,25 @@ def test_map_node_step_time_spans_its_pieces(caplog, tmp_path):
         cb(node, "start")
         cb(node, "end")
     assert [r.getMessage() for r in caplog.records] == ["sub-01: synthesis done (6 s)"]
+
+
+def test_step_line_comes_after_the_steps_own_progress_lines(caplog, tmp_path):
+    """The node-status callback polls the progress files first, so "sampling step 5/5" is not printed after
+    "synthesis done"."""
+    from types import SimpleNamespace
+
+    from cor2vox_bids.execution.progress import ProgressTail, node_status_logger
+
+    folder = tmp_path / "progress"
+    folder.mkdir()
+    logger = logging.getLogger("test.order")
+    node = SimpleNamespace(fullname="cor2vox_wf.sub_01_wf.qc", name="qc", output_dir=lambda: str(tmp_path / "qc"))
+    with caplog.at_level(logging.INFO, logger="test.order"):
+        with ProgressTail(folder, logger, interval=3600) as tail:  # the thread would poll only after an hour
+            cb = node_status_logger(logger, {"sub_01_wf": "sub-01"}, flush=tail.poll)
+            cb(node, "start")
+            (folder / "sub-01_qc.log").write_text("sub-01: last progress line\n")
+            cb(node, "end")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "sub-01: last progress line" and lines[1].startswith("sub-01: quality control done (")
+    assert len(lines) == 2  # polled once: not printed again when the tail closes
