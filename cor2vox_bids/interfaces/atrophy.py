@@ -654,6 +654,7 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
     from html import escape
 
     from ..qc.atrophy import read_atrophy_tsv
+    from ..reports.measures import region_name
     from ..reports.page import rel, table
 
     output_dir = Path(output_dir)
@@ -679,8 +680,8 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
 
         spec_rows = [r for r in rows if r["in_spec"]]
         parts.append(table(["Step", "Hemi", "Region", "Prescribed (mm)", "Surface (mm)", "Image (mm)", "Coverage"],
-                           [(str(r["step"]), escape(r["hemi"]), escape(r["region"]), mm(r["prescribed_mm"]),
-                             mm(r["surface_mm"]), mm(r["image_mm"]),
+                           [(str(r["step"]), escape(r["hemi"]), escape(region_name(r["region"])),
+                             mm(r["prescribed_mm"]), mm(r["surface_mm"]), mm(r["image_mm"]),
                              "n/a" if r["image_coverage"] != r["image_coverage"]
                              else f"{100 * r['image_coverage']:.0f} %") for r in spec_rows],
                            numeric=[True, False, False, True, True, True, True]))
@@ -693,17 +694,24 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
                          f"median {float(np.median(others)):.3f} mm"
                          + (f" (without the normalisation: {max(raw_others):.3f} mm)" if raw_others else "")
                          + ".</p>")
-        for desc, suffix, caption in (("atrophyseries", "T1w", "Baseline and steps (coronal slice through the first "
-                                       "prescribed region) and each step minus the baseline."),
-                                      ("atrophyplot", "qc", "Prescribed vs measured thinning per region and step.")):
+        for desc, suffix, alt, caption in (
+                ("atrophyseries", "T1w", "Coronal slices of the baseline and each atrophy step, and their differences",
+                 "Baseline and steps (coronal slice through the centre of the first prescribed region, marked +) "
+                 "and each step minus the baseline (blue: darker in the step image)."),
+                ("atrophyplot", "qc", "Scatter plot of prescribed against measured thinning",
+                 "Prescribed vs measured thinning per region and step.")):
             fig = output_dir / naming.figure_path(subject, session, desc, suffix)
             if fig.is_file():
-                parts.append(f"<figure><img src='{escape(rel(fig, report_path))}' alt='{desc}'>"
+                parts.append(f"<figure><img src='{escape(rel(fig, report_path))}' alt='{escape(alt)}'>"
                              f"<figcaption>{escape(caption)}</figcaption></figure>")
         outputs += [("Atrophy: prescribed vs measured (TSV)", tsv), ("Atrophy: targets and surface checks",
                                                                       summary_path)]
         outputs += [(f"Atrophy step {k} T1w", output_dir / naming.atrophy_image_path(subject, session, k))
                     for k in range(1, last + 1)]
+        outputs += [(f"Atrophy step {k} thinned pial surface, {side}",
+                     output_dir / naming.atrophy_pial_path(subject, session, hemi, k))
+                    for k in range(1, last + 1) for hemi, side in (("L", "left"), ("R", "right"))
+                    if (output_dir / naming.atrophy_pial_path(subject, session, hemi, k)).is_file()]
     std_side = output_dir / naming.seedstd_path(subject, session, ".json")
     if std_side.is_file():
         s = json.loads(std_side.read_text())["SeedStdSummary"]
