@@ -253,8 +253,12 @@ def _region(item: Any, i: int, path: Path) -> RegionSpec:
                              f"{hemi!r}", path=path)
         return RegionSpec(hemi, label, stem, mm, frac, label_path, _read_label_file(label_path))
     if label not in DK_REGIONS:
+        import difflib
+
+        close = difflib.get_close_matches(label.lower(), sorted(DK_REGIONS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(
-            f"{where}.label {label!r} is neither a Desikan-Killiany region nor a .label file. "
+            f"{where}.label {label!r} is neither a Desikan-Killiany region nor a .label file{hint}. "
             f"Valid region names: {', '.join(sorted(DK_REGIONS))}",
             path=path,
         )

@@ -61,6 +61,7 @@ def test_unknown_region_is_a_usage_error_listing_names(tmp_path):
         load_atrophy_spec(path)
     assert info.value.exit_code == ExitCode.USAGE == 64
     assert "precentrl" in str(info.value) and "precentral" in str(info.value) and "superiorfrontal" in str(info.value)
+    assert "(did you mean 'precentral'?)" in str(info.value)
     assert info.value.path == path
 
 
