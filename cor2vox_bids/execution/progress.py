@@ -114,7 +114,11 @@ def nipype_worker_logging(directory: Path, verbose: int) -> Path:
 #: what each node of a participant's graph does, for the console
 STEP_NAMES = {"ingest": "reading and checking the surfaces", "conditioning": "conditioning maps",
               "synthesis": "synthesis", "real_on_grid": "real T1w onto the model grid", "qc": "quality control",
-              "derivatives": "writing derivatives", "figures": "report figures", "report": "report"}
+              "derivatives": "writing derivatives", "figures": "report figures", "report": "report",
+              "seed_std": "standard deviation across seeds", "atrophy_surfaces": "atrophy series: thinned surfaces",
+              "atrophy_conditioning": "atrophy series: conditioning maps",
+              "atrophy_synthesis": "atrophy series: synthesis", "atrophy_qc": "atrophy series: quality control",
+              "atrophy_derivatives": "atrophy series: writing derivatives"}
 
 
 def _result_older_than(node, when: float) -> bool:

@@ -167,3 +167,16 @@ def test_step_line_comes_after_the_steps_own_progress_lines(caplog, tmp_path):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "sub-01: last progress line" and lines[1].startswith("sub-01: quality control done (")
     assert len(lines) == 2  # polled once: not printed again when the tail closes
+
+
+def test_every_graph_node_has_a_console_step_name():
+    """Each node of the participant graph (atrophy and seed nodes too) gets a "done" line on the console."""
+    import re
+    from pathlib import Path
+
+    import cor2vox_bids.workflows as workflows
+    from cor2vox_bids.execution.progress import STEP_NAMES
+
+    source = "".join(p.read_text() for p in Path(workflows.__file__).parent.glob("*.py"))
+    nodes = set(re.findall(r'\bname="([a-z_]+)"', source)) - {"cor2vox_wf"}
+    assert nodes and nodes <= set(STEP_NAMES), sorted(nodes - set(STEP_NAMES))
