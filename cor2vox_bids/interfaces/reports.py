@@ -135,8 +135,14 @@ def build_participant_report(
     snapshot = _json(output_dir / naming.config_snapshot_path(run_id)) if run_id else {}
     crash_dir = output_dir / naming.log_dir(subject, run_id) if run_id else None
     crashes = sorted(crash_dir.glob(naming.NIPYPE_CRASH_GLOB)) if crash_dir and crash_dir.is_dir() else []
-    outputs = [("Synthetic T1w", output_dir / naming.synth_path(subject, session, s, run.get("num_samples", 1)))
-               for s in run.get("seeds", [])]
+    n_samples = run.get("num_samples", 1)
+    outputs = [("Synthetic T1w" + (f", seed {s}" if n_samples > 1 else ""),
+                output_dir / naming.synth_path(subject, session, s, n_samples)) for s in run.get("seeds", [])]
+    outputs += [(f"Conditioning map: {what}", output_dir / naming.conditioning_path(subject, session, name))
+                for name, what in (("sdf_pial", "pial signed distance"), ("sdf_white", "white signed distance"),
+                                   ("sdf_cortex", "cortex distance"), ("ribbon", "cortical ribbon"),
+                                   ("edges", "tissue-boundary (edge) map"))
+                if (output_dir / naming.conditioning_path(subject, session, name)).is_file()]
     outputs += [("Thickness per region (TSV)", output_dir / naming.qc_table_path(subject, session)),
                 ("Its data dictionary", output_dir / naming.qc_table_path(subject, session, ".json")),
                 ("QC summary (JSON)", output_dir / naming.qc_summary_path(subject, session)),

@@ -292,3 +292,13 @@ def test_reports_and_data_dictionaries_from_a_run(finished_run):
         floats = [c for line in tsv[1:] for c in line.split("\t") if re.fullmatch(r"-?\d+\.\d+", c)]
         assert floats and all(len(c.split(".")[1]) <= 4 for c in floats), name
     assert "work/" in (out / ".bidsignore").read_text()
+
+
+def test_report_lists_the_conditioning_maps(finished_run):
+    """--save-conditioning: the report's Outputs table links each conditioning map; one sample: no seed suffix."""
+    html = (finished_run["out"] / "sub-01.html").read_text()
+    for what, name in (("pial signed distance", "sub-01_desc-pial_sdf.nii.gz"),
+                       ("cortical ribbon", "sub-01_desc-ribbon_mask.nii.gz"),
+                       ("tissue-boundary (edge) map", "sub-01_desc-meshedges_edges.nii.gz")):
+        assert f"<td>Conditioning map: {what}</td>" in html and name in html
+    assert "<td>Synthetic T1w</td>" in html
