@@ -112,14 +112,21 @@ def check_output_location(bids_dir: Path, output_dir: Path) -> None:
                          output_dir)
 
 
+#: the keys of BIDS file names (``acq-``, ``rec-``...) → pybids' entity names, to help a filter file that uses them
+_FILENAME_KEYS = {"sub": "subject", "ses": "session", "acq": "acquisition", "ce": "ceagent", "rec": "reconstruction",
+                  "dir": "direction", "mod": "modality", "trc": "tracer"}
+
+
 def check_filter_entities(filters: Mapping[str, Any], known_entities: Iterable[str], path: Path) -> None:
     """Every key of every query in a ``--bids-filter-file`` must be a BIDS entity pybids knows (else 64)."""
     known = set(known_entities) | _QUERY_KEYS
     for query, spec in filters.items():
         unknown = sorted(k for k in spec if k not in known)
         if unknown:
-            raise UsageError(f"query {query!r} uses unknown entities {unknown}; known: {', '.join(sorted(known))}",
-                             path)
+            hints = [f"{k!r} → {_FILENAME_KEYS[k]!r}" for k in unknown if _FILENAME_KEYS.get(k) in known]
+            hint = f" (pybids names the file-name keys in full: {', '.join(hints)})" if hints else ""
+            raise UsageError(f"query {query!r} uses unknown entities {unknown}{hint}; known: "
+                             f"{', '.join(sorted(known))}", path)
         for key, value in spec.items():
             items = value if isinstance(value, list) else [value]
             if not all(v is None or isinstance(v, (str, int, bool)) for v in items):

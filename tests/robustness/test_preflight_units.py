@@ -101,6 +101,9 @@ def test_filter_entities(tmp_path):
     assert err.value.path == tmp_path / "f.json"
     with pytest.raises(UsageError, match="must be a string"):
         check_filter_entities({"t1w": {"run": {"x": 1}}}, known, tmp_path / "f.json")
+    # file-name keys (acq-, ses-) get pybids' full names as a hint
+    with pytest.raises(UsageError, match=r"in full: 'acq' → 'acquisition', 'ses' → 'session'\)"):
+        check_filter_entities({"t1w": {"acq": "mprage", "ses": "1"}}, known, tmp_path / "f.json")
 
 
 def test_session_labels():
