@@ -73,7 +73,8 @@ def validate_participants(
 ) -> WorkPlan:
     """Find every participant's files (unless ``found`` from ``collect_inputs``) and validate their surfaces.
 
-    Failed participants get a crash report in ``sub-<label>/log/<run-id>/``; nothing else is written.
+    Failed participants get a crash report in ``sub-<label>/log/<run-id>/`` (not in a ``--dry-run``, which writes
+    nothing); nothing else is written.
     """
     ready, failed = found if found is not None else collect_inputs(settings)[:2]
     plan = WorkPlan(failed=list(failed))
@@ -94,7 +95,7 @@ def validate_participants(
         for w in warnings:
             LOGGER.warning("%s: %s", p.key, w)
         plan.ready.append(p)
-    for f in plan.failed:
+    for f in [] if settings.dry_run else plan.failed:
         write_crash_report(settings.output_dir, run_id, f, plan.tracebacks.get(f.key))
     return plan
 

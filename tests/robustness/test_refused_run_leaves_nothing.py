@@ -42,3 +42,13 @@ def test_refused_run_keeps_an_existing_output_folder(tiny_bids, tmp_path, capfd)
     assert main([str(tiny_bids), str(out), "participant", "--participant-label", "99",
                  "--skip-bids-validation"]) == ExitCode.USAGE
     assert out.is_dir()
+
+
+def test_dry_run_writes_no_crash_files(tiny_bids, tmp_path, capfd):
+    """A participant that fails its checks in a --dry-run is reported on the console only."""
+    (tiny_bids / "derivatives" / "freesurfer").mkdir(parents=True)  # a subjects dir without sub-01
+    out = tmp_path / "out"
+    assert main([str(tiny_bids), str(out), "participant", "--dry-run", "--skip-bids-validation"]) == ExitCode.OK
+    captured = capfd.readouterr()
+    assert "sub-01: SKIPPED" in captured.out and "missing FreeSurfer subject folder" in captured.err
+    assert not out.exists()
