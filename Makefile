@@ -49,7 +49,7 @@ demo: install
 	  && echo "$$want" > "$(DEMO_DATA_STAMP)"; fi
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out participant -w $(DEMO)/work --nprocs 2
 	$(VENV)/bin/cor2vox-bids $(DEMO)/data/bids $(DEMO)/out group
-	@echo "Reports: $$(ls $(DEMO)/out/sub-*.html | tr '\n' ' ') and $(DEMO)/out/group_desc-qc_report.html"
+	@echo "Reports:" $$(ls $(DEMO)/out/sub-*.html) "and $(DEMO)/out/group_desc-qc_report.html"
 
 test: install bids-validator chromium
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" $(PY) -m pytest -q -m "not docker and not slurm" tests
