@@ -170,7 +170,7 @@ def participant_level(settings: Settings, run_id: str) -> int:
     failures = run_participants(settings, work, model_info, run_id)
     failures.update({f.key: f.message for f in work.failed})
     total = len(work.ready) + len(work.failed)
-    code = summarize(failures, total)
+    code = summarize(failures, total, reported={f.key for f in work.failed})  # those were named before the start
     reports = [settings.output_dir / naming.report_path(p.subject, p.session) for p in work.ready
                if p.key not in failures]
     closing_summary(LOGGER, settings.output_dir, reports, failures, work_dir_of(settings, run_id))

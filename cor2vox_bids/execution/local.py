@@ -166,10 +166,13 @@ def run_participants(settings: Settings, plan: WorkPlan, model: ModelInfo, run_i
     return failures
 
 
-def summarize(failures: dict[str, str], total: int, what: str = "participant(s)") -> int:
-    """Log which participants failed and why; 0, 16 (some failed) or 17 (all failed)."""
+def summarize(failures: dict[str, str], total: int, what: str = "participant(s)",
+              reported: frozenset[str] | set[str] = frozenset()) -> int:
+    """Log which participants failed and why (not again for the keys in ``reported``, whose line the console
+    already showed before the run started); 0, 16 (some failed) or 17 (all failed)."""
     for key, message in sorted(failures.items()):
-        LOGGER.error("%s failed: %s", key, message)
+        if key not in reported:
+            LOGGER.error("%s failed: %s", key, message)
     if not failures:
         LOGGER.info("all %d %s finished", total, what)
         return int(ExitCode.OK)

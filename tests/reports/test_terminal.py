@@ -180,3 +180,24 @@ def test_every_graph_node_has_a_console_step_name():
     source = "".join(p.read_text() for p in Path(workflows.__file__).parent.glob("*.py"))
     nodes = set(re.findall(r'\bname="([a-z_]+)"', source)) - {"cor2vox_wf"}
     assert nodes and nodes <= set(STEP_NAMES), sorted(nodes - set(STEP_NAMES))
+
+
+def test_failures_named_before_the_start_are_not_repeated():
+    """A participant refused by the checks had its one line before the run started; the closing summary only
+    counts it (the FAILED line lists it), a participant that failed in the graph gets its line here."""
+    from cor2vox_bids.execution.local import LOGGER, summarize
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the CLI's logger may not propagate (setup_logging): listen on it directly
+    LOGGER.addHandler(handler)
+    level = LOGGER.level
+    LOGGER.setLevel(logging.INFO)
+    try:
+        code = summarize({"sub-01": "lh.pial: empty", "sub-02": "synthesis failed"}, 3, reported={"sub-01"})
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
+    lines = [r.getMessage() for r in records]
+    assert code == 16
+    assert lines == ["sub-02 failed: synthesis failed", "2 of 3 participant(s) failed; the others finished"]
