@@ -723,7 +723,7 @@ def series_report_section(output_dir: Path, subject: str, session: str | None,
         zones = [(z, s[f"{z}_mean_std"], s.get(f"ribbon_to_{z}_ratio", float("nan")))
                  for z in ("white_near", "white_deep", "outside_near", "outside_far") if f"{z}_mean_std" in s]
         if zones:
-            parts.append(table(["Zone", "Mean std", "Ribbon / zone"],
+            parts.append(table(["Zone", "Mean std (image intensity, 0–1)", "Ribbon / zone (ratio)"],
                                [(escape(z.replace("_", " ")), f"{m:.4f}", f"{r:.2f}") for z, m, r in zones],
                                numeric=[False, True, True]))
         outputs.append(("Seed standard deviation map", output_dir / naming.seedstd_path(subject, session)))
