@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..bids import atomic
 from . import figures as F
-from .measures import KEY_MEASURES, describe, expected_text, flag, format_value
+from .measures import KEY_MEASURES, describe, expected_text, flag, format_value, shown_scale, shown_units
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
 
 __all__ = ["GroupReport", "HarmonizationSection", "group_outliers", "harmonization_section", "make_group_figures",
@@ -121,9 +121,12 @@ def make_group_figures(path: Path, rows: Sequence[Mapping[str, Any]],
         vals = np.array([float(r[key]) if _finite(r.get(key)) else np.nan for r in rows])
         flags = [f is not None for f in _flags(rows, key, dictionary)]
         limits = F.group_axis_limits(vals, m.natural, m.min_span, m.expected)
-        unit = f" ({m.units})" if m.units and not m.units.startswith("unitless") else ""
-        panels.append({"title": SHORT_NAMES.get(key, m.name) + unit, "values": vals, "limits": limits,
-                       "expected": m.expected, "flags": flags})
+        # shown as in the tables: fractions of the cortex in percent
+        k = shown_scale(m)
+        expected = None if m.expected is None else tuple(None if b is None else k * b for b in m.expected)
+        unit = f" ({shown_units(m)})" if shown_units(m) else ""
+        panels.append({"title": SHORT_NAMES.get(key, m.name) + unit, "values": k * vals,
+                       "limits": (k * limits[0], k * limits[1]), "expected": expected, "flags": flags})
     out = F.plot_group_measures(panels, labels, path, columns=2)
     from .participant import _size
 
@@ -237,9 +240,9 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
                                 "illustrate the pipeline and are not suitable for research conclusions."))
     flags = {k: _flags(rows, k, report.dictionary) for k in cols}
     def head(k: str) -> str:
-        m = describe(k, report.dictionary)
-        unit = m.units if m.units and not m.units.startswith("unitless") else ""
-        return esc(SHORT_NAMES.get(k, m.name)) + (f" <span class='muted'>({esc(unit)})</span>" if unit else "")
+        unit = shown_units(describe(k, report.dictionary))
+        return esc(SHORT_NAMES.get(k, describe(k, report.dictionary).name)) + (
+            f" <span class='muted'>({esc(unit)})</span>" if unit else "")
 
     header = ["Participant"] + [head(k) for k in cols] + ["Flags"]
     trs = []
@@ -286,7 +289,8 @@ def write_group_report(path: Path, report: GroupReport) -> Path:
         body.append(section("harmonization", "Harmonization", _harmonization_html(report.harmonization, path)))
     described = [(k, describe(k, report.dictionary)) for k in cols]
     defs = table(["Column", "Measure", "Units", "Expected", "Definition"], [
-        (esc(SHORT_NAMES.get(k, "")), esc(m.name), esc(m.units), esc(expected_text(m)), esc(m.definition))
+        (esc(SHORT_NAMES.get(k, "")), esc(m.name), esc(shown_units(m) or m.units), esc(expected_text(m)),
+         esc(m.definition))
         for k, m in described], css="wide")
     body.append(section("definitions", "Definitions", defs))
     nav = [("participants", "Participants"), ("tables", "Full tables"), ("measures", "Measures")]

@@ -214,6 +214,19 @@ def _bound(x: float, measure: Measure) -> str:
     return f"{x:g} {measure.units}" if measure.units in ("mm", "dB") else f"{x:g}"
 
 
+def shown_units(measure: Measure) -> str:
+    """The units as the report shows the values (:func:`format_value`): ``% of cortex`` for a fraction of the
+    cortex, ``""`` for unitless measures, else the measure's units."""
+    if measure.units.startswith("fraction"):
+        return "% of " + measure.units[len("fraction of "):] if measure.units.startswith("fraction of ") else "%"
+    return "" if not measure.units or measure.units.startswith("unitless") else measure.units
+
+
+def shown_scale(measure: Measure) -> float:
+    """Factor from stored to shown values (100 for fractions, shown in percent; else 1)."""
+    return 100.0 if measure.units.startswith("fraction") else 1.0
+
+
 def expected_text(measure: Measure) -> str:
     """``≥ 0.9``, ``≤ 0.3 mm``, ``≥ 90 %`` (a fraction, shown in percent like its values), ``0.2 to 0.8`` or
     ``""``."""
