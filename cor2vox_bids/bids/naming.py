@@ -220,6 +220,12 @@ def is_pre_run_crash(name: str) -> bool:
     return name.endswith(("-validation.txt", "-graph.txt"))
 
 
+def is_crash_of(name: str, key: str) -> bool:
+    """Whether a crash file in a subject's log folder may belong to participant ``key``: a Nipype node's crash
+    file (named by Nipype), or a pre-run crash file of that key (not of another session of the subject)."""
+    return not is_pre_run_crash(name) or name.startswith(f"crash-{key}-")
+
+
 NIPYPE_CRASH_GLOB = "crash-*.txt"  # Nipype names its own crash files; we only find them
 
 

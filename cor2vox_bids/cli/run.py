@@ -129,6 +129,7 @@ def remove_if_only_snapshot(output_dir: Path, run_id: str) -> bool:
 def participant_level(settings: Settings, run_id: str) -> int:
     """Validate everything, then build and run the graph; returns the exit code."""
     from ..bids.inputs import collect_inputs
+    from ..execution.failure_reports import write_failure_reports
     from ..execution.local import run_participants, summarize, work_dir_of
     from ..execution.model import check_model_and_device
     from ..execution.plan import plan_lines, validate_participants
@@ -169,6 +170,7 @@ def participant_level(settings: Settings, run_id: str) -> int:
         raise MissingInputError(f"no participant has usable inputs ({details})")
     failures = run_participants(settings, work, model_info, run_id)
     failures.update({f.key: f.message for f in work.failed})
+    write_failure_reports(settings, work, model_info, run_id, failures)  # after the graph: the crash files exist
     total = len(work.ready) + len(work.failed)
     code = summarize(failures, total, reported={f.key for f in work.failed})  # those were named before the start
     reports = [settings.output_dir / naming.report_path(p.subject, p.session) for p in work.ready

@@ -38,6 +38,8 @@ figcaption{font-size:.9em;color:#47525c;margin-top:.35em}
 code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.88em;background:#f3f4f6;padding:0 .25em;
 border-radius:3px;overflow-wrap:anywhere}
 details{margin:.6em 0} summary{cursor:pointer;color:#24508a}
+pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8em;background:#f3f4f6;padding:.6em;
+white-space:pre-wrap;overflow-wrap:anywhere}
 .methods{background:#f7f9fb;border-left:4px solid #8aa4c0;padding:.6em 1em}
 ol.refs{font-size:.9em}
 footer{margin-top:3em;font-size:.85em;color:#5f6b76}

@@ -8,6 +8,7 @@ files and figures from :mod:`cor2vox_bids.reports.figures`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from .measures import KIND_LABELS, MEASURES, Measure, describe, expected_text, f
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
 
 __all__ = ["ParticipantReport", "make_participant_figures", "write_participant_report", "methods_html",
-           "REFERENCES", "qc_flags"]
+           "REFERENCES", "qc_flags", "CrashEntry", "read_crash_file", "write_error_report"]
 
 #: figure name callback: (desc, suffix, hemi, extension) → published path
 FigureNamer = Callable[[str, str, "str | None", str], Path]
@@ -466,14 +467,18 @@ def _about_section(report: ParticipantReport, path: Path) -> str:
     if report.outputs:
         parts.append("<h3>Outputs</h3>" + table(["What", "File"], [(esc(w), link(p, path)) for w, p in
                                                                     report.outputs], css="wide"))
+    parts.append(_software_table(report))
+    return section("about", "About / errors", "".join(parts))
+
+
+def _software_table(report: ParticipantReport) -> str:
     rows = [("cor2vox-bids", esc(report.versions.get("cor2vox-bids", __version__)))]
     rows += [(esc(k), esc(val)) for k, val in report.versions.items() if k != "cor2vox-bids"]
     if report.run_id:
         rows.append(("Run identifier", code(report.run_id)))
     if report.command:
         rows.append(("Command", code(" ".join(report.command))))
-    parts.append("<h3>Software and run</h3>" + table(["Item", "Value"], rows, css="kv wide"))
-    return section("about", "About / errors", "".join(parts))
+    return "<h3>Software and run</h3>" + table(["Item", "Value"], rows, css="kv wide")
 
 
 def write_participant_report(path: Path, report: ParticipantReport) -> Path:
@@ -502,5 +507,70 @@ def write_participant_report(path: Path, report: ParticipantReport) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     footer = esc(f"cor2vox-bids {report.versions.get('cor2vox-bids', __version__)} — report written {stamp}")
     atomic.write_text(path, page(f"cor2vox-bids: {report.label}", f"cor2vox-bids · {report.label}", nav,
+                                 "".join(body), footer))
+    return path
+
+
+# -- the report of a participant whose run failed ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrashEntry:
+    """One crash file: the step that failed (a Nipype node, or the pre-run stage), its one-line error and the
+    whole file (shown collapsed)."""
+
+    path: Path
+    step: str
+    error: str
+    text: str
+
+
+def read_crash_file(path: Path) -> CrashEntry:
+    """Parse a crash file: ours (``stage:`` / ``error:`` lines) or Nipype's (``Node:`` line, then a traceback
+    whose last ``…Error``/``…Exception`` line is the error)."""
+    text = Path(path).read_text(errors="replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+    def field(name: str) -> str | None:
+        return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(name + ":")), None)
+
+    error = field("error")
+    if error is None:
+        errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+        error = errors[-1] if errors else (lines[-1] if lines else "(empty crash file)")
+    return CrashEntry(Path(path), field("Node") or field("stage") or "unknown step", error, text)
+
+
+def _errors_section(reason: str, crashes: Sequence[CrashEntry], output_dir: Path, path: Path) -> str:
+    parts = [f"<div class='warn'><b>The run failed for this participant:</b> {esc(reason)}</div>"]
+    if not crashes:
+        parts.append("<p>No crash file was written for this participant in this run (see the run's log).</p>")
+    for c in crashes:
+        shown = Path(c.path).relative_to(output_dir) if Path(c.path).is_relative_to(output_dir) else Path(c.path)
+        parts.append(f"<h3>{esc(c.step)}</h3><p><b>Error:</b> {code(c.error)}</p>"
+                     f"<p class='muted'>Crash file: {link(c.path, path, str(shown.as_posix()))}</p>"
+                     "<details><summary>Crash file contents" + (" (traceback)" if "Traceback" in c.text else "")
+                     + f"</summary><pre>{esc(c.text)}</pre></details>")
+    return section("errors", "Errors", "".join(parts))
+
+
+def write_error_report(path: Path, report: ParticipantReport, reason: str, crashes: Sequence[CrashEntry],
+                       output_dir: Path) -> Path:
+    """Write ``sub-<label>.html`` for a participant whose run failed: the page frame of the normal report with the
+    Summary of what is known, an Errors section (per crash file: step, error line, path relative to
+    ``output_dir``, the file collapsed) and the software table."""
+    path = Path(path)
+    body = [f"<h1>{esc(report.label)}</h1><p class='muted'>cor2vox-bids participant report: the run failed for "
+            "this participant; no synthetic image or QC was produced.</p>"]
+    if report.run.get("model", {}).get("demo"):
+        body.append(demo_notice("This run used the small demonstration model shipped with cor2vox-bids; its "
+                                "images are illustrations, not research data."))
+    body.append(_summary_section(report, []))
+    body.append(_errors_section(reason, crashes, Path(output_dir), path))
+    body.append(section("about", "About", _software_table(report)))
+    nav = [("summary", "Summary"), ("errors", "Errors"), ("about", "About")]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    footer = esc(f"cor2vox-bids {report.versions.get('cor2vox-bids', __version__)} — report written {stamp}")
+    atomic.write_text(path, page(f"cor2vox-bids: {report.label} (failed)", f"cor2vox-bids · {report.label}", nav,
                                  "".join(body), footer))
     return path
