@@ -112,6 +112,20 @@ def publish_figures(index: Path, output_dir: Path) -> list[FigureEntry]:
     return out
 
 
+def series_of(output_dir: Path, subject: str, session: str | None, run: dict) -> dict[str, Any]:
+    """What the Methods say of the atrophy series and the seed std map, from their published sidecars (the spec
+    of step 1's image, the number of samples of the std map); empty when neither was made."""
+    out: dict[str, Any] = {}
+    step1 = _json(Path(output_dir) / naming.sidecar_of(naming.atrophy_image_path(subject, session, 1)))
+    if step1.get("AtrophySpec"):
+        out["atrophy"] = step1["AtrophySpec"]
+        out["atrophy_seed"] = step1.get("RandomSeed", (run.get("seeds") or [None])[0])
+    std = _json(Path(output_dir) / naming.seedstd_path(subject, session, ".json")).get("SeedStdSummary") or {}
+    if std.get("n_samples"):
+        out["seed_std_samples"] = int(std["n_samples"])
+    return out
+
+
 def build_participant_report(
     output_dir: Path,
     subject: str,
@@ -160,7 +174,8 @@ def build_participant_report(
         warnings=list(warnings or []),
         versions=snapshot.get("versions") or {"cor2vox-bids": __version__}, model_card=card,
         started=snapshot.get("started"), run_id=run_id, command=snapshot.get("command"),
-        extra_sections=[("series", "Atrophy series and seeds", series_html)] if series_html else [])
+        extra_sections=[("series", "Atrophy series and seeds", series_html)] if series_html else [],
+        series=series_of(output_dir, subject, session, run))
     path = write_participant_report(output_dir / naming.report_path(subject, session), report)
     return path, [f.path for f in figures]
 

@@ -70,6 +70,9 @@ class ParticipantReport:
     run_id: str | None = None
     command: list[str] | None = None
     extra_sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, title, html) before Methods
+    #: what the Methods say of the extra series: ``atrophy`` (the normalised spec: steps, falloff_mm, regions with
+    #: hemi, region/label and thinning_mm or thinning_fraction), ``atrophy_seed`` and ``seed_std_samples``
+    series: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -423,9 +426,42 @@ def _qc_section(report: ParticipantReport, path: Path, flags: list[tuple[Measure
     return section("qc", "Quality control", "".join(parts))
 
 
+def _thinning_text(region: Mapping[str, Any]) -> str:
+    if region.get("thinning_mm") is not None:
+        return f"{float(region['thinning_mm']):g} mm"
+    return f"{100 * float(region.get('thinning_fraction', float('nan'))):g} % of the local thickness"
+
+
+def series_methods_text(series: Mapping[str, Any]) -> str:
+    """The Methods' sentences on the atrophy series and the seed standard-deviation map (empty when neither ran)."""
+    parts = []
+    spec = series.get("atrophy")
+    if spec:
+        sides = {"L": "left", "R": "right"}
+        regions = "; ".join(
+            f"by {_thinning_text(r)} in the {sides.get(r.get('hemi'), r.get('hemi'))} "
+            f"{region_name(str(r.get('region') or r.get('label')))} region" for r in spec.get("regions", []))
+        seed = series.get("atrophy_seed")
+        steps = int(spec.get("steps", 0))
+        parts.append(
+            f"A progressive atrophy series of {steps} step{'s' if steps != 1 else ''} was made: the pial surface "
+            f"was thinned {regions} (thinning at the last step, applied linearly over the steps, tapering to "
+            f"zero over {float(spec.get('falloff_mm', float('nan'))):g} mm outside each region; no vertex closer "
+            f"than {float(spec.get('floor_mm', float('nan'))):g} mm to its white vertex; white surface unchanged), "
+            "and each step was synthesised with the same random seed as the baseline image"
+            + (f" (seed {seed})" if seed is not None else "") + ".")
+    n = series.get("seed_std_samples")
+    if n:
+        parts.append(f"A voxel-wise standard-deviation map across the {int(n)} synthetic images made with different "
+                     "random seeds was computed to show where the samples disagree.")
+    return " ".join(parts)
+
+
 def methods_html(run: Mapping[str, Any], versions: Mapping[str, str], summary: Mapping[str, Any],
-                 surfaces_source: str, model_card: Mapping[str, Any] | None = None) -> str:
-    """A boilerplate paragraph to copy into a methods section, with numbered references and versions."""
+                 surfaces_source: str, model_card: Mapping[str, Any] | None = None,
+                 series: Mapping[str, Any] | None = None) -> str:
+    """A boilerplate paragraph to copy into a methods section, with numbered references and versions
+    (``series``: see :attr:`ParticipantReport.series`)."""
     model = run.get("model", {})
     grid = model.get("grid_shape")
     spacing = model.get("spacing_mm")
@@ -448,7 +484,8 @@ def methods_html(run: Mapping[str, Any], versions: Mapping[str, str], summary: M
         f"{esc(', '.join(map(str, seeds)))}.{esc(demo)} Cortical thickness was measured in each image "
         f"({esc(thick_def) if thick_def else 'along the lines of FreeSurfer’s definition'} [4]) and compared with "
         f"the surface thickness per Desikan–Killiany region [5]; the synthetic image was compared with the real T1w "
-        f"by SSIM [6], PSNR and mean absolute error. The workflow ran in Nipype [7] with PyBIDS [8] "
+        f"by SSIM [6], PSNR and mean absolute error. {esc(series_methods_text(series or {}))}"
+        f"{' ' if series_methods_text(series or {}) else ''}The workflow ran in Nipype [7] with PyBIDS [8] "
         f"({esc(sw)})."
     )
     keys = ["cor2vox", "cor2vox_ipmi", "bbdm", "thickness", "dk", "ssim", "nipype", "pybids"]
@@ -499,7 +536,8 @@ def write_participant_report(path: Path, report: ParticipantReport) -> Path:
     body.append(_qc_section(report, path, flags))
     body.extend(section(anchor, title, html) for anchor, title, html in report.extra_sections)
     body.append(section("methods", "Methods", methods_html(report.run, report.versions, report.summary,
-                                                           report.surfaces_source, report.model_card)))
+                                                           report.surfaces_source, report.model_card,
+                                                           report.series)))
     body.append(_about_section(report, path))
     nav = [("summary", "Summary"), ("anatomy", "Anatomy"), ("conditioning", "Conditioning"),
            ("qc", "Quality control")] + [(a, t) for a, t, _ in report.extra_sections] + [
