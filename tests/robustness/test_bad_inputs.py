@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from html import escape
 from pathlib import Path
 
 import nibabel as nib
@@ -50,6 +51,8 @@ def test_bad_participant_input(matrix_run, label):
     crashes = list((out / f"sub-{label}" / "log").glob(f"*/crash-sub-{label}-validation.txt"))
     assert len(crashes) == 1 and str(path) in crashes[0].read_text()
     assert not (out / naming.synth_path(label, None, 0, 1)).exists()
+    html = (out / naming.report_path(label, None)).read_text()  # the error report: its error line and crash file
+    assert escape(phrase) in html and crashes[0].relative_to(out).as_posix() in html
 
 
 # ---- whole-run problems: each stops before any work ----------------------------------------------------------
