@@ -9,22 +9,13 @@ import logging
 from pathlib import Path
 
 from ..bids import naming
-from ..bids.inputs import ParticipantInputs
 from ..reports.participant import ParticipantReport, read_crash_file, write_error_report
 from ..settings import Settings
+from ..workflows.participant import report_inputs
 from .model import ModelInfo
 from .plan import WorkPlan, seeds_of, steps_of
 
 LOGGER = logging.getLogger("cor2vox_bids.workflow")
-
-
-def _inputs_of(p: ParticipantInputs) -> list[tuple[str, str]]:
-    rows = [("T1w", str(p.t1w))] if p.t1w is not None else []
-    for hemi, side in (("L", "left"), ("R", "right")):
-        if hemi in p.hemis:
-            rows += [(f"White surface, {side}", str(p.hemis[hemi].white)),
-                     (f"Pial surface, {side}", str(p.hemis[hemi].pial))]
-    return rows
 
 
 def crash_files_of(output_dir: Path, subject: str, key: str, run_id: str) -> list[Path]:
@@ -43,15 +34,15 @@ def write_failure_reports(settings: Settings, plan: WorkPlan, model: ModelInfo, 
     snapshot = json.loads(snapshot_path.read_text()) if snapshot_path.is_file() else {}
     run = {"model": model.summary(), "seeds": seeds_of(settings), "steps": steps_of(settings, model),
            "eta": settings.eta, "device": model.device}
-    ready = {p.key: p for p in plan.ready}
+    found = {**plan.refused, **{p.key: p for p in plan.ready}}  # the files of each participant, where known
     known = [(p.subject, p.session, p.key) for p in plan.ready] + [(f.subject, f.session, f.key) for f in plan.failed]
     at_fault = {f.key: f.path for f in plan.failed}
     written = []
     for subject, session, key in known:
         if key not in failures:
             continue
-        p = ready.get(key)
-        inputs = _inputs_of(p) if p is not None else []
+        p = found.get(key)
+        inputs = report_inputs(p) if p is not None else []
         if at_fault.get(key) is not None:
             inputs.append(("File at fault", str(at_fault[key])))
         report = ParticipantReport(

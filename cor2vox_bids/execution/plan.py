@@ -30,6 +30,7 @@ class WorkPlan:
     failed: list[InputFailure] = field(default_factory=list)
     warnings: dict[str, list[str]] = field(default_factory=dict)
     tracebacks: dict[str, str] = field(default_factory=dict)  # unexpected errors: for the crash file only
+    refused: dict[str, ParticipantInputs] = field(default_factory=dict)  # failed their checks: the files found
 
 
 #: what a pre-run crash file says of each stage (``write_crash_report``)
@@ -83,6 +84,7 @@ def validate_participants(
             warnings = check_participant(p)
         except Cor2VoxError as exc:
             LOGGER.error("%s: %s", p.key, exc)
+            plan.refused[p.key] = p
             plan.failed.append(InputFailure(p.subject, p.session, str(exc), exc.path))
             continue
         except Exception as exc:  # a bug or an input no check foresaw: this participant only, traceback to file
@@ -90,6 +92,7 @@ def validate_participants(
             LOGGER.error("%s: %s (traceback in the crash file)", p.key, " ".join(message.split()))
             plan.failed.append(InputFailure(p.subject, p.session, message, p.t1w))
             plan.tracebacks[p.key] = traceback.format_exc()
+            plan.refused[p.key] = p
             continue
         plan.warnings[p.key] = warnings
         for w in warnings:

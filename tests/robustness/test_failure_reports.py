@@ -79,6 +79,7 @@ def test_failed_participants_get_an_error_report(stand_in_graph, tmp_path, capfd
     html2 = (out / naming.report_path("02", None)).read_text()
     pial = fs / "sub-02" / "surf" / "lh.pial"
     assert "empty pial surface (0 bytes)" in html2 and str(pial) in html2
+    assert f"<td>Left pial surface</td><td><code>{pial}</code>" in html2  # the Summary names the files found
     (crash2,) = (out / "sub-02" / "log").glob("*/crash-sub-02-validation.txt")
     assert crash2.relative_to(out).as_posix() in html2 and "input validation (before any work)" in html2
     # failure inside the graph: the Nipype node, the error line and the traceback (collapsed)
