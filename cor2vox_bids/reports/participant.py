@@ -21,7 +21,17 @@ from numpy.typing import NDArray
 from .. import __version__
 from ..bids import atomic
 from . import figures as F
-from .measures import KIND_LABELS, MEASURES, Measure, describe, expected_text, flag, format_value, region_name
+from .measures import (
+    KIND_LABELS,
+    MEASURES,
+    Measure,
+    describe,
+    expected_text,
+    flag,
+    format_value,
+    region_name,
+    shown_units,
+)
 from .page import FigureEntry, code, demo_notice, esc, figure, link, page, section, table
 
 __all__ = ["ParticipantReport", "make_participant_figures", "write_participant_report", "methods_html",
@@ -356,7 +366,7 @@ def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping
                 for k in kinds:
                     key = stem.replace("<kind>", k)
                     cells.append(_cell(stems[stem].get(k), describe(key, dictionary)) if k in stems[stem] else "—")
-                cells += [esc(m.units), esc(expected_text(m))]
+                cells += [esc(shown_units(m) or m.units), esc(expected_text(m))]
                 rows.append(cells)
             html_parts.append(table(header, rows, numeric=[False] + [True] * len(kinds) + [False, False],
                                     css="wide"))
@@ -365,7 +375,8 @@ def _measure_tables(summary: Mapping[str, Any], dictionary: Mapping[str, Mapping
             for stem in sorted(plain, key=lambda s: order.get(s, 999)):
                 m = describe(stem, dictionary)
                 rows.append([f"<b>{esc(m.name)}</b><br><span class='muted'>{esc(m.definition)}</span>",
-                             _cell(stems[stem][None], m), esc(m.units), esc(expected_text(m))])
+                             _cell(stems[stem][None], m), esc(shown_units(m) or m.units),
+                             esc(expected_text(m))])
             html_parts.append(table(["Measure", "Value", "Units", "Expected"], rows,
                                     numeric=[False, True, False, False], css="wide"))
         if group == "Measurement diagnostics":

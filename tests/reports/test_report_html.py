@@ -105,7 +105,7 @@ def test_participant_report_sections_units_and_flags(reports):
     text = " ".join(page.text)
     for section in ("summary", "anatomy", "conditioning", "qc", "methods", "about"):
         assert section in page.ids
-    for unit in ("mm", "dB", "fraction of cortex", "unitless (0 to 1)"):
+    for unit in ("mm", "dB", "% of cortex", "unitless (0 to 1)"):  # fractions of the cortex are shown in percent
         assert unit in text, unit
     assert "Coverage of the thickness measure" in text and "81.0 %" in text
     assert "DEMO model." in text
