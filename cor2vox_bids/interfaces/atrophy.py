@@ -251,24 +251,26 @@ def run_atrophy_qc(hemis_npz: Path, spec_path: Path, prescription_npz: Path, ste
     for h in base_hemis:
         w, p = h.white, h.pial
         windows = line_windows(w.vertices, w.faces, p.vertices, p.faces, pial_mesh=all_pial, white_mesh=all_white)
-        contrast, whole, _ = regional_contrast(base_img, affine, windows, dk_region_masks(h.labels, h.names))
+        dk = dk_region_masks(h.labels, h.names)
+        contrast, whole, _ = regional_contrast(base_img, affine, windows, dk)
         edge_models[h.hemi] = {"wm": whole.wm, "gm": whole.gm, "csf": whole.csf, "contrast": whole.contrast,
                                "sigma_mm": whole.sigma_mm, "lines": whole.n_lines,
                                "median_vertex_contrast": float(np.nanmedian(contrast))}
-        fitted.append((windows, contrast, whole))
-    gains, normalisation = (_step_gains(base_hemis, base_img, images, affine, [m for _, _, m in fitted],
+        fitted.append((windows, contrast, whole, dk))
+    gains, normalisation = (_step_gains(base_hemis, base_img, images, affine, [f[2] for f in fitted],
                                         gain_sigma_mm) if normalise else ([None] * len(images), {"applied": False}))
     rows = []
-    for i, (h, (windows, contrast, whole)) in enumerate(zip(base_hemis, fitted)):
+    for i, (h, (windows, contrast, whole, dk)) in enumerate(zip(base_hemis, fitted)):
         own = spec_region_masks(spec, h)
-        dk = dk_region_masks(h.labels, h.names)
         regions = {**own, **{k: v for k, v in dk.items() if k not in own}}
         w, p = h.white, h.pial
         base_thickness = np.asarray(h.thickness if h.thickness is not None else
                                     cortical_thickness(w.vertices, w.faces, p.vertices, p.faces), dtype=np.float64)
-        raw = pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm)
-        shifts = (pial_edge_shifts(base_img, images, affine, windows, contrast, sigma_mm=whole.sigma_mm,
-                                   gains=gains) if normalise else raw)
+        # raw and normalised in one call: the lines' sample points are computed once for both
+        n = len(images)
+        both = pial_edge_shifts(base_img, list(images) * (2 if normalise else 1), affine, windows, contrast,
+                                sigma_mm=whole.sigma_mm, gains=[None] * n + (list(gains) if normalise else []))
+        raw, shifts = both[:n], (both[n:] if normalise else both[:n])
         for k in range(1, spec.steps + 1):
             thinned = stepped[k - 1][i]
             surface = base_thickness - np.asarray(thinned.thickness, dtype=np.float64)
